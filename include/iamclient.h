@@ -1,0 +1,305 @@
+/*
+ * iamclient.h — the OmniBioAI IAM client SDK.
+ *
+ * Turns a bearer token into a verified, immutable user context.
+ *
+ * Conventions (as in libuv and curl):
+ *   - every name starts with iam_; types are iam_<noun>, functions iam_<noun>_<verb>;
+ *   - functions that can fail return an iam_status: IAM_OK (0) or a negative code,
+ *     named by iam_status_name() and described by iam_strerror();
+ *   - where a failure needs a precise explanation, the function takes an optional
+ *     iam_error* that receives the code and a message. Messages never contain a
+ *     token, a secret, or any byte copied from the token;
+ *   - ownership is stated on every function: "caller owns" means release/free it.
+ *
+ * Thread-safety: a keyset is immutable once it is shared (build it on one thread,
+ * then use it from any number); a user context is immutable and reference-counted.
+ * The verification functions keep no state and may run concurrently.
+ */
+#ifndef IAMCLIENT_H
+#define IAMCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  define IAM_EXTERN
+#elif defined(__GNUC__)
+#  define IAM_EXTERN __attribute__((visibility("default")))
+#else
+#  define IAM_EXTERN
+#endif
+
+#define IAM_VERSION_MAJOR 0
+#define IAM_VERSION_MINOR 1
+#define IAM_VERSION_PATCH 0
+#define IAM_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------- */
+/* Limits. Each is checked before the work it bounds is done.                */
+/* ------------------------------------------------------------------------- */
+
+/** Largest compact JWS accepted, in bytes; checked before any decoding. */
+#define IAM_MAX_TOKEN_BYTES 8192
+/** Deepest nesting of arrays/objects in a token's header or payload. */
+#define IAM_MAX_JSON_DEPTH 16
+/** Most members in any one JSON object of a token (also the most elements of an array). */
+#define IAM_MAX_JSON_MEMBERS 256
+/** Largest JWKS document accepted, in bytes. */
+#define IAM_MAX_JWKS_BYTES (256 * 1024)
+/** Most keys held by one keyset (bounds the keys tried for a token without `kid`). */
+#define IAM_MAX_KEYS 64
+/** Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size; HS384/HS512
+ *  additionally need 48/64 bytes, checked per token). */
+#define IAM_MIN_HMAC_KEY_BYTES 32
+/** Longest HMAC secret accepted. */
+#define IAM_MAX_HMAC_KEY_BYTES 1024
+/** Longest `kid` accepted in a key or a token header. */
+#define IAM_MAX_KID_BYTES 256
+/** RSA modulus bounds, in bits (RFC 7518 §3.3 requires at least 2048). */
+#define IAM_MIN_RSA_BITS 2048
+#define IAM_MAX_RSA_BITS 16384
+/** Latest NumericDate accepted (9999-12-31T23:59:59Z); earlier than 0 is refused too. */
+#define IAM_MAX_NUMERIC_DATE 253402300799.0
+/** Largest integer identifier (org_id, team_id…) accepted: 2^53, exact in a double. */
+#define IAM_MAX_INTEGER_ID 9007199254740992.0
+/** Size of the message buffer in iam_error. */
+#define IAM_ERROR_MESSAGE_BYTES 160
+
+/* ------------------------------------------------------------------------- */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------- */
+
+typedef enum iam_status {
+    IAM_OK = 0,
+    /* The token is refused. */
+    IAM_E_MALFORMED = -1,        /* not a well-formed JWS / JSON per the strict rules */
+    IAM_E_TOO_LARGE = -2,        /* over a documented size or count limit */
+    IAM_E_UNSUPPORTED_ALG = -3,  /* alg absent, unknown, or `none` in any spelling */
+    IAM_E_UNKNOWN_KEY = -4,      /* no key held can verify this token (kid/type/size) */
+    IAM_E_BAD_SIGNATURE = -5,    /* a suitable key was tried and the signature is wrong */
+    IAM_E_UNSUPPORTED_CRIT = -6, /* `crit` names an extension this library does not implement */
+    IAM_E_EXPIRED = -7,          /* now >= exp + leeway */
+    IAM_E_NOT_YET_VALID = -8,    /* nbf or iat later than now + leeway */
+    IAM_E_WRONG_ISSUER = -9,
+    IAM_E_WRONG_AUDIENCE = -10,
+    IAM_E_WRONG_TYPE = -11,      /* `type` claim (or `typ` header) is not an access token */
+    IAM_E_MISSING_CLAIM = -12,   /* a required claim is absent */
+    IAM_E_INVALID_CLAIM = -13,   /* a claim has the wrong JSON type or an out-of-range value */
+    IAM_E_REVOKED = -14,         /* the token's jti is revoked */
+    /* The answer could not be obtained; the token is NOT known to be invalid. */
+    IAM_E_UNAVAILABLE = -20,
+    /* Caller or configuration errors. */
+    IAM_E_INVALID_ARGUMENT = -30,
+    IAM_E_BAD_KEY = -31,         /* a key given to a keyset is malformed or unsupported */
+    IAM_E_CONFIG = -32,
+    IAM_E_NOMEM = -33,
+    IAM_E_INTERNAL = -34
+} iam_status;
+
+typedef struct iam_error {
+    iam_status code;
+    char message[IAM_ERROR_MESSAGE_BYTES];
+} iam_error;
+
+/** Stable snake_case name of a status ("bad_signature"); "unknown" for other values. */
+IAM_EXTERN const char *iam_status_name(iam_status status);
+/** One-line English description of a status. Never NULL. */
+IAM_EXTERN const char *iam_strerror(iam_status status);
+/** True when the status means "this token is refused" (as opposed to unavailable/usage errors). */
+IAM_EXTERN bool iam_status_is_rejection(iam_status status);
+
+/* ------------------------------------------------------------------------- */
+/* Keys                                                                      */
+/* ------------------------------------------------------------------------- */
+
+/**
+ * A set of verification keys: HMAC secrets and public keys (RSA, EC P-256/384/521,
+ * Ed25519), each optionally named by a `kid` and restricted to one `alg`.
+ *
+ * Selection: when a token names a `kid`, only keys with that kid are tried; if no key
+ * in the set has that kid, keys added without a kid are tried. Without a kid, every
+ * key whose type fits the token's alg is tried. A key is only ever used by algorithms
+ * of its own type: an HMAC secret never verifies RS/PS/ES/EdDSA, a public key is never
+ * an HMAC secret.
+ *
+ * Reference-counted. Build it on one thread; once shared it must not be modified.
+ */
+typedef struct iam_keyset iam_keyset;
+
+/** New empty keyset with one reference. Caller owns it (iam_keyset_release). NULL on OOM. */
+IAM_EXTERN iam_keyset *iam_keyset_new(void);
+/** Adds a reference; returns ks. Thread-safe. */
+IAM_EXTERN iam_keyset *iam_keyset_retain(iam_keyset *ks);
+/** Drops a reference; frees on the last one. NULL is ignored. Thread-safe. */
+IAM_EXTERN void iam_keyset_release(iam_keyset *ks);
+/** Number of usable keys held. */
+IAM_EXTERN size_t iam_keyset_count(const iam_keyset *ks);
+
+/**
+ * Adds an HMAC secret (HS256/384/512), copied. kid may be NULL.
+ * Errors: IAM_E_BAD_KEY (shorter than IAM_MIN_HMAC_KEY_BYTES or longer than
+ * IAM_MAX_HMAC_KEY_BYTES), IAM_E_TOO_LARGE (set full), IAM_E_NOMEM.
+ */
+IAM_EXTERN iam_status iam_keyset_add_hmac(iam_keyset *ks, const void *secret, size_t len,
+                                          const char *kid, iam_error *err);
+
+/**
+ * Adds a public key from PEM text (SubjectPublicKeyInfo "PUBLIC KEY" or an X.509
+ * "CERTIFICATE"). A private key is refused (give the verifier only public keys).
+ * kid may be NULL: see selection above. `iam_pem_kid` computes the platform's kid.
+ */
+IAM_EXTERN iam_status iam_keyset_add_pem(iam_keyset *ks, const char *pem, size_t len,
+                                         const char *kid, iam_error *err);
+
+/** Adds one JWK (RFC 7517): kty RSA, EC (P-256/384/521), OKP (Ed25519) or oct. */
+IAM_EXTERN iam_status iam_keyset_add_jwk(iam_keyset *ks, const char *json, size_t len,
+                                         iam_error *err);
+
+/**
+ * Adds the keys of a JWKS document ({"keys":[...]}). A key that is unsupported or
+ * malformed is skipped on its own (counted in *skipped); the others are added.
+ * Fails only when the document itself is not a JWKS (IAM_E_MALFORMED/IAM_E_TOO_LARGE).
+ * added/skipped may be NULL.
+ */
+IAM_EXTERN iam_status iam_keyset_add_jwks(iam_keyset *ks, const char *json, size_t len,
+                                          size_t *added, size_t *skipped, iam_error *err);
+
+/**
+ * The platform's kid for a PEM public key: the first 16 hex digits of SHA-256 over the
+ * PEM text exactly as given. out must hold 17 bytes.
+ */
+IAM_EXTERN iam_status iam_pem_kid(const char *pem, size_t len, char out[17]);
+
+/* ------------------------------------------------------------------------- */
+/* JWS (no claim checks)                                                     */
+/* ------------------------------------------------------------------------- */
+
+/**
+ * Verifies a compact JWS against a keyset with the strict parsing rules and no claim
+ * checks; the payload may be any bytes. On success *payload receives a malloc'd copy
+ * (NUL-terminated for convenience, the terminator not counted in *payload_len);
+ * caller frees it with iam_free. On failure *payload is NULL.
+ */
+IAM_EXTERN iam_status iam_jws_verify(const char *jws, size_t len, const iam_keyset *ks,
+                                     char **payload, size_t *payload_len, iam_error *err);
+
+/** Frees memory returned by this library (payloads, JSON strings). NULL is ignored. */
+IAM_EXTERN void iam_free(void *p);
+
+/* ------------------------------------------------------------------------- */
+/* Token verification                                                        */
+/* ------------------------------------------------------------------------- */
+
+/** Flags for iam_verify_options.flags. */
+enum {
+    /** Do not check `aud` (the default checks it against IAM_DEFAULT_AUDIENCE). */
+    IAM_VERIFY_SKIP_AUDIENCE = 1u << 0,
+    /** Do not check `iss` (the default checks it against IAM_DEFAULT_ISSUER). */
+    IAM_VERIFY_SKIP_ISSUER = 1u << 1,
+    /** Accept any `type` claim (the default requires "access"). */
+    IAM_VERIFY_ANY_TYPE = 1u << 2
+};
+
+#define IAM_DEFAULT_AUDIENCE "omnibioai-platform"
+#define IAM_DEFAULT_ISSUER "omnibioai-auth"
+#define IAM_DEFAULT_TOKEN_TYPE "access"
+
+/**
+ * Claim policy. A zero-initialised struct means the platform's defaults: audience
+ * "omnibioai-platform", issuer "omnibioai-auth", type "access", no leeway.
+ */
+typedef struct iam_verify_options {
+    const char *audience;   /* NULL: IAM_DEFAULT_AUDIENCE */
+    const char *issuer;     /* NULL: IAM_DEFAULT_ISSUER */
+    const char *token_type; /* NULL: IAM_DEFAULT_TOKEN_TYPE */
+    int64_t leeway_s;       /* clock skew allowed on exp/nbf/iat, 0..86400 */
+    unsigned flags;         /* IAM_VERIFY_* */
+} iam_verify_options;
+
+typedef struct iam_user iam_user;
+
+/**
+ * Verifies a bearer token completely: strict JWS parsing, signature with a key of the
+ * token's algorithm from ks, then claims (exp required; nbf, iat honoured; iss, aud,
+ * type) at time now_s (seconds since the epoch). opts may be NULL (defaults).
+ *
+ * On success *out receives a user context with one reference (caller releases it).
+ * On failure *out is NULL and the status (and err, if given) says why.
+ * Stateless and thread-safe.
+ */
+IAM_EXTERN iam_status iam_token_verify(const char *token, size_t len, const iam_keyset *ks,
+                                       const iam_verify_options *opts, int64_t now_s,
+                                       iam_user **out, iam_error *err);
+
+/* ------------------------------------------------------------------------- */
+/* The user context                                                          */
+/* ------------------------------------------------------------------------- */
+
+typedef enum iam_principal_kind {
+    IAM_PRINCIPAL_USER = 1,    /* a person: has a user id (from `sub`) */
+    IAM_PRINCIPAL_SERVICE = 2  /* a client_credentials service identity: client id, no user id */
+} iam_principal_kind;
+
+/** Adds a reference; returns u. Thread-safe. */
+IAM_EXTERN iam_user *iam_user_retain(iam_user *u);
+/** Drops a reference; frees on the last. NULL is ignored. Thread-safe. */
+IAM_EXTERN void iam_user_release(iam_user *u);
+
+/* Accessors. Strings are owned by the context and live as long as it does; NULL means
+ * the claim was absent or null. Identifiers are always strings ("7"), whatever the
+ * token carried (integer or string). */
+IAM_EXTERN iam_principal_kind iam_user_kind(const iam_user *u);
+IAM_EXTERN const char *iam_user_id(const iam_user *u);        /* `sub`; NULL for a service */
+IAM_EXTERN const char *iam_user_client_id(const iam_user *u); /* services only */
+IAM_EXTERN const char *iam_user_email(const iam_user *u);
+IAM_EXTERN const char *iam_user_org_id(const iam_user *u);
+IAM_EXTERN const char *iam_user_team_id(const iam_user *u);
+IAM_EXTERN const char *iam_user_team_role(const iam_user *u);
+IAM_EXTERN const char *iam_user_idp_org_id(const iam_user *u);
+IAM_EXTERN const char *iam_user_auth_method(const iam_user *u);
+IAM_EXTERN const char *iam_user_token_type(const iam_user *u);
+IAM_EXTERN const char *iam_user_jti(const iam_user *u);
+IAM_EXTERN const char *iam_user_issuer(const iam_user *u);
+/** token_version claim; 1 when absent. */
+IAM_EXTERN int64_t iam_user_token_version(const iam_user *u);
+IAM_EXTERN bool iam_user_mfa_verified(const iam_user *u);
+/** `exp`, rounded down to whole seconds. */
+IAM_EXTERN int64_t iam_user_expires_at(const iam_user *u);
+
+/* Lists: the array and its strings are owned by the context. *n receives the count. */
+IAM_EXTERN const char *const *iam_user_roles(const iam_user *u, size_t *n);
+IAM_EXTERN const char *const *iam_user_permissions(const iam_user *u, size_t *n);
+IAM_EXTERN const char *const *iam_user_org_roles(const iam_user *u, size_t *n);
+IAM_EXTERN const char *const *iam_user_scopes(const iam_user *u, size_t *n);
+
+/** Exact-match membership tests. */
+IAM_EXTERN bool iam_user_has_role(const iam_user *u, const char *role);
+IAM_EXTERN bool iam_user_has_permission(const iam_user *u, const char *permission);
+IAM_EXTERN bool iam_user_has_any_role(const iam_user *u, const char *const *roles, size_t n);
+IAM_EXTERN bool iam_user_has_any_permission(const iam_user *u, const char *const *perms, size_t n);
+/** True when the context's org id equals org_id (a tenant check); false when it has none. */
+IAM_EXTERN bool iam_user_in_org(const iam_user *u, const char *org_id);
+
+/**
+ * Any claim of the verified payload, as JSON text (e.g. "\"x\"", "[1,2]", "true").
+ * Caller frees with iam_free. NULL when absent or on OOM.
+ */
+IAM_EXTERN char *iam_user_claim_json(const iam_user *u, const char *name);
+/** The whole verified payload, exactly as decoded. Owned by the context. */
+IAM_EXTERN const char *iam_user_payload(const iam_user *u, size_t *len);
+/**
+ * The context as one JSON object (identifiers as strings, lists as arrays, no token).
+ * Caller frees with iam_free. NULL on OOM.
+ */
+IAM_EXTERN char *iam_user_to_json(const iam_user *u);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IAMCLIENT_H */
