@@ -1,0 +1,127 @@
+/* claims.c — registered-claim checks (RFC 7519 §4.1) under an iam_verify_options policy. */
+#include "jose/jose.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#define CLAIM(name) {#name, sizeof #name - 1, offsetof(claim_index, name)}
+static const struct {
+    const char *name;
+    size_t len;
+    size_t offset;
+} CLAIMS[] = {
+    CLAIM(sub), CLAIM(exp), CLAIM(type), CLAIM(iss), CLAIM(aud), CLAIM(jti), CLAIM(email),
+    CLAIM(roles), CLAIM(permissions), CLAIM(org_id), CLAIM(org_role), CLAIM(team_id),
+    CLAIM(team_role), CLAIM(auth_method), CLAIM(idp_org_id), CLAIM(token_version),
+    CLAIM(mfa_verified), CLAIM(nbf), CLAIM(iat), CLAIM(client_id), CLAIM(scopes),
+};
+#undef CLAIM
+
+void claims_index(const json_doc *d, claim_index *ix)
+{
+    memset(ix, 0, sizeof *ix);
+    for (size_t k = 1, m = 0; m < d->nodes[0].len; m++, k = d->nodes[k + 1].next) {
+        const json_node *key = &d->nodes[k];
+        for (size_t f = 0; f < sizeof CLAIMS / sizeof CLAIMS[0]; f++) {
+            if (key->len == CLAIMS[f].len && key->str[0] == CLAIMS[f].name[0] &&
+                memcmp(key->str, CLAIMS[f].name, key->len) == 0) {
+                *(size_t *)(void *)((char *)ix + CLAIMS[f].offset) = k + 1;
+                break;
+            }
+        }
+    }
+}
+
+/* A NumericDate: a JSON number (integer or not), finite, within [0, IAM_MAX_NUMERIC_DATE].
+ * Returns 0 when absent, 1 when valid, -1 when present but invalid. */
+static int numeric_date(const json_doc *d, size_t v, double *out)
+{
+    if (!v)
+        return 0;
+    double x;
+    if (!json_number(d, v, &x) || !isfinite(x) || x < 0 || x > IAM_MAX_NUMERIC_DATE)
+        return -1;
+    *out = x;
+    return 1;
+}
+
+static iam_status check_audience(const json_doc *d, size_t v, const char *want, iam_error *err)
+{
+    if (!v)
+        return iam_fail(err, IAM_E_MISSING_CLAIM, "token has no \"aud\" claim");
+    const json_node *a = &d->nodes[v];
+    if (a->type == JSON_STRING)
+        return json_str_eq(d, v, want)
+                   ? IAM_OK
+                   : iam_fail(err, IAM_E_WRONG_AUDIENCE, "token \"aud\" does not name this audience");
+    if (a->type != JSON_ARRAY)
+        return iam_fail(err, IAM_E_INVALID_CLAIM, "\"aud\" must be a string or an array of strings");
+    bool found = false;
+    for (size_t i = json_first_child(d, v), m = 0; m < a->len; m++, i = json_next_sibling(d, i)) {
+        if (d->nodes[i].type != JSON_STRING)
+            return iam_fail(err, IAM_E_INVALID_CLAIM, "\"aud\" array holds a non-string member");
+        found = found || json_str_eq(d, i, want);
+    }
+    return found ? IAM_OK
+                 : iam_fail(err, IAM_E_WRONG_AUDIENCE, "token \"aud\" does not name this audience");
+}
+
+iam_status claims_check(const json_doc *d, const claim_index *ix, const iam_verify_options *opts,
+                        int64_t now_s, double *exp_out, iam_error *err)
+{
+    static const iam_verify_options defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    if (opts->leeway_s < 0 || opts->leeway_s > 86400)
+        return iam_fail(err, IAM_E_INVALID_ARGUMENT, "leeway must be 0 to 86400 seconds");
+    double now = (double)now_s, leeway = (double)opts->leeway_s;
+
+    double exp = 0, nbf = 0, iat = 0;
+    int has = numeric_date(d, ix->exp, &exp);
+    if (has == 0)
+        return iam_fail(err, IAM_E_MISSING_CLAIM, "token has no \"exp\" claim");
+    if (has < 0)
+        return iam_fail(err, IAM_E_INVALID_CLAIM,
+                        "\"exp\" must be a number between 0 and year 9999");
+    if (now >= exp + leeway)
+        return iam_fail(err, IAM_E_EXPIRED, "token expired %.0f s ago (leeway %lld s)", now - exp,
+                        (long long)opts->leeway_s);
+    if ((has = numeric_date(d, ix->nbf, &nbf)) < 0)
+        return iam_fail(err, IAM_E_INVALID_CLAIM, "\"nbf\" must be a number between 0 and year 9999");
+    if (has && nbf > now + leeway)
+        return iam_fail(err, IAM_E_NOT_YET_VALID, "token is not valid for another %.0f s", nbf - now);
+    if ((has = numeric_date(d, ix->iat, &iat)) < 0)
+        return iam_fail(err, IAM_E_INVALID_CLAIM, "\"iat\" must be a number between 0 and year 9999");
+    if (has && iat > now + leeway)
+        return iam_fail(err, IAM_E_NOT_YET_VALID, "token is issued %.0f s in the future", iat - now);
+
+    if (!(opts->flags & IAM_VERIFY_SKIP_ISSUER)) {
+        const char *want = opts->issuer ? opts->issuer : IAM_DEFAULT_ISSUER;
+        size_t v = ix->iss;
+        if (!v)
+            return iam_fail(err, IAM_E_MISSING_CLAIM, "token has no \"iss\" claim");
+        if (d->nodes[v].type != JSON_STRING)
+            return iam_fail(err, IAM_E_INVALID_CLAIM, "\"iss\" must be a string");
+        if (!json_str_eq(d, v, want))
+            return iam_fail(err, IAM_E_WRONG_ISSUER, "token \"iss\" is not the expected issuer");
+    }
+    if (!(opts->flags & IAM_VERIFY_SKIP_AUDIENCE)) {
+        iam_status st = check_audience(d, ix->aud, opts->audience ? opts->audience : IAM_DEFAULT_AUDIENCE, err);
+        if (st != IAM_OK)
+            return st;
+    }
+    if (!(opts->flags & IAM_VERIFY_ANY_TYPE)) {
+        const char *want = opts->token_type ? opts->token_type : IAM_DEFAULT_TOKEN_TYPE;
+        size_t v = ix->type;
+        if (!v)
+            return iam_fail(err, IAM_E_WRONG_TYPE, "token has no \"type\" claim; \"%s\" is required",
+                            want);
+        if (d->nodes[v].type != JSON_STRING)
+            return iam_fail(err, IAM_E_INVALID_CLAIM, "\"type\" must be a string");
+        if (!json_str_eq(d, v, want))
+            return iam_fail(err, IAM_E_WRONG_TYPE, "token \"type\" is not \"%s\"", want);
+    }
+    *exp_out = exp;
+    return IAM_OK;
+}

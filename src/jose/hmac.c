@@ -1,0 +1,136 @@
+/*
+ * hmac.c — HMAC (RFC 2104) for HS256/384/512 over OpenSSL's SHA-2 block functions.
+ *
+ * Why not EVP_MAC: measured on this project's machine for a 520-byte signing input,
+ * EVP_MAC_CTX_dup of a keyed template + update + final costs 1341 ns and re-initialising
+ * a context 779 ns, against 536 ns here: the key's inner and outer states are computed
+ * once when the key is added, and a verification copies two plain structs and hashes
+ * the message. The digests are OpenSSL's (same assembly, SHA-NI where present); only
+ * the 20-line HMAC construction is ours, and tests check it against EVP_MAC and the
+ * RFC 4231 vectors. The SHA*_Init family is deprecated in OpenSSL 3 but present in
+ * every 3.x release; the suppression is confined to this file.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include "jose/jose.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hmac_states {
+    SHA256_CTX in256, out256;
+    SHA512_CTX in384, out384, in512, out512;
+};
+
+static void pad_key(const unsigned char *key, size_t len, size_t block, unsigned char x,
+                    unsigned char *pad)
+{
+    memset(pad, x, block);
+    for (size_t i = 0; i < len; i++)
+        pad[i] ^= key[i];
+}
+
+hmac_states *hmac_states_new(const unsigned char *secret, size_t len)
+{
+    hmac_states *s = OPENSSL_zalloc(sizeof *s);
+    if (!s)
+        return NULL;
+    unsigned char k[SHA512_DIGEST_LENGTH], pad[SHA512_CBLOCK];
+    const unsigned char *key;
+    size_t klen;
+
+    /* SHA-256: 64-byte blocks; a longer key is hashed first (RFC 2104 §2). */
+    key = secret, klen = len;
+    if (klen > SHA256_CBLOCK) {
+        SHA256(secret, len, k);
+        key = k, klen = SHA256_DIGEST_LENGTH;
+    }
+    SHA256_Init(&s->in256);
+    pad_key(key, klen, SHA256_CBLOCK, 0x36, pad);
+    SHA256_Update(&s->in256, pad, SHA256_CBLOCK);
+    SHA256_Init(&s->out256);
+    pad_key(key, klen, SHA256_CBLOCK, 0x5c, pad);
+    SHA256_Update(&s->out256, pad, SHA256_CBLOCK);
+
+    /* SHA-384: 128-byte blocks. */
+    key = secret, klen = len;
+    if (klen > SHA512_CBLOCK) {
+        SHA384(secret, len, k);
+        key = k, klen = SHA384_DIGEST_LENGTH;
+    }
+    SHA384_Init(&s->in384);
+    pad_key(key, klen, SHA512_CBLOCK, 0x36, pad);
+    SHA384_Update(&s->in384, pad, SHA512_CBLOCK);
+    SHA384_Init(&s->out384);
+    pad_key(key, klen, SHA512_CBLOCK, 0x5c, pad);
+    SHA384_Update(&s->out384, pad, SHA512_CBLOCK);
+
+    /* SHA-512: 128-byte blocks. */
+    key = secret, klen = len;
+    if (klen > SHA512_CBLOCK) {
+        SHA512(secret, len, k);
+        key = k, klen = SHA512_DIGEST_LENGTH;
+    }
+    SHA512_Init(&s->in512);
+    pad_key(key, klen, SHA512_CBLOCK, 0x36, pad);
+    SHA512_Update(&s->in512, pad, SHA512_CBLOCK);
+    SHA512_Init(&s->out512);
+    pad_key(key, klen, SHA512_CBLOCK, 0x5c, pad);
+    SHA512_Update(&s->out512, pad, SHA512_CBLOCK);
+
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+    return s;
+}
+
+void hmac_states_free(hmac_states *s)
+{
+    if (s)
+        OPENSSL_clear_free(s, sizeof *s);
+}
+
+size_t hmac_compute(const hmac_states *s, hash_id h, const unsigned char *msg, size_t len,
+                    unsigned char *out)
+{
+    unsigned char inner[SHA512_DIGEST_LENGTH];
+    size_t n;
+    if (h == HASH_SHA256) {
+        SHA256_CTX c = s->in256;
+        SHA256_Update(&c, msg, len);
+        SHA256_Final(inner, &c);
+        c = s->out256;
+        SHA256_Update(&c, inner, SHA256_DIGEST_LENGTH);
+        SHA256_Final(out, &c);
+        OPENSSL_cleanse(&c, sizeof c);
+        n = SHA256_DIGEST_LENGTH;
+    } else {
+        bool is384 = h == HASH_SHA384;
+        SHA512_CTX c = is384 ? s->in384 : s->in512;
+        n = is384 ? SHA384_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+        if (is384) {
+            SHA384_Update(&c, msg, len);
+            SHA384_Final(inner, &c);
+            c = s->out384;
+            SHA384_Update(&c, inner, n);
+            SHA384_Final(out, &c);
+        } else {
+            SHA512_Update(&c, msg, len);
+            SHA512_Final(inner, &c);
+            c = s->out512;
+            SHA512_Update(&c, inner, n);
+            SHA512_Final(out, &c);
+        }
+        OPENSSL_cleanse(&c, sizeof c);
+    }
+    return n;
+}
+
+bool hmac_verify(const hmac_states *s, hash_id h, const unsigned char *msg, size_t len,
+                 const unsigned char *sig, size_t sig_len)
+{
+    unsigned char mac[SHA512_DIGEST_LENGTH];
+    size_t n = hmac_compute(s, h, msg, len, mac);
+    /* The length is public (fixed by alg); only the contents are compared in constant time. */
+    return sig_len == n && CRYPTO_memcmp(mac, sig, n) == 0;
+}

@@ -1,0 +1,607 @@
+/* json.c — strict one-pass JSON parser (see json.h for the rules and the why). */
+#include "jose/json.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct parser {
+    const unsigned char *s;
+    size_t pos, len;
+    json_doc *doc;
+    const json_limits *lim;
+    const char *what;
+    iam_error *err;
+    bool full;
+} parser;
+
+static iam_status bad(parser *p, const char *why)
+{
+    return iam_fail(p->err, IAM_E_MALFORMED, "%s is not valid JSON: %s at byte %zu", p->what, why,
+                    p->pos);
+}
+
+static inline void skip_ws(parser *p)
+{
+    while (p->pos < p->len) {
+        unsigned char c = p->s[p->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            break;
+        p->pos++;
+    }
+}
+
+/* Returns the new node's index, or 0 when full (index 0 is always the root, so 0 never
+ * names a fresh node). json_parse sizes the array so that this cannot happen; the check
+ * makes a mistake in that bound a refusal rather than an overflow. */
+static size_t new_node(parser *p, json_type type)
+{
+    json_doc *d = p->doc;
+    if (d->count >= d->cap) {
+        p->full = true;
+        return 0;
+    }
+    size_t i = d->count++;
+    d->nodes[i].type = (uint8_t)type;
+    d->nodes[i].str = NULL;
+    d->nodes[i].len = 0;
+    d->nodes[i].next = 0;
+    return i;
+}
+
+/* Length of a valid UTF-8 sequence starting at s[0] (a byte >= 0x80), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    if (c >= 0xC2 && c <= 0xDF)
+        return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (avail < 3 || (s[2] & 0xC0) != 0x80)
+            return 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xE0)
+            lo = 0xA0; /* no overlongs */
+        if (c == 0xED)
+            hi = 0x9F; /* no surrogates */
+        return s[1] >= lo && s[1] <= hi ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (avail < 4 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xF0)
+            lo = 0x90;
+        if (c == 0xF4)
+            hi = 0x8F; /* <= U+10FFFF */
+        return s[1] >= lo && s[1] <= hi ? 4 : 0;
+    }
+    return 0;
+}
+
+static int hex4(const unsigned char *s)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = s[i];
+        int d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18);
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* 1 for bytes that need no attention inside a string: printable ASCII except '"' and '\\'. */
+static const uint8_t PLAIN[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,  /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x70 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x80 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x90 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0xa0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0xb0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0xc0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0xd0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0xe0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0xf0 */
+};
+
+/* Parses a string whose opening quote is at p->pos; fills node i's span. */
+static iam_status parse_string(parser *p, size_t i)
+{
+    const unsigned char *s = p->s;
+    size_t start = ++p->pos, n = p->len;
+    /* Fast path: no escapes, the span points into the input. Plain printable ASCII is
+     * skipped by table lookup; everything else is decided below. */
+    for (;;) {
+        size_t pos = p->pos; /* a local, so the scan stays in a register */
+        /* Eight bytes at a time while none is '"', '\\', a control byte or non-ASCII. */
+        while (pos + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + pos, 8);
+            const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+            uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+            uint64_t special = ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) |
+                               (w - ones * 0x20) | w;
+            if (special & highs)
+                break;
+            pos += 8;
+        }
+        while (pos < n && PLAIN[s[pos]])
+            pos++;
+        p->pos = pos;
+        if (pos >= n)
+            break;
+        unsigned char c = s[p->pos];
+        if (c == '"') {
+            p->doc->nodes[i].str = (const char *)s + start;
+            p->doc->nodes[i].len = (uint32_t)(p->pos - start);
+            p->pos++;
+            return IAM_OK;
+        }
+        if (c == '\\')
+            break;
+        if (c < 0x20)
+            return bad(p, "control character in string");
+        if (c < 0x80) {
+            p->pos++;
+            continue;
+        }
+        size_t k = utf8_seq(s + p->pos, n - p->pos);
+        if (!k)
+            return bad(p, "invalid UTF-8");
+        p->pos += k;
+    }
+    if (p->pos >= n)
+        return bad(p, "unterminated string");
+
+    /* Slow path: decode into scratch. Decoding never grows the text, so the scratch
+     * (sized to the input) always has room. */
+    json_doc *d = p->doc;
+    char *out = d->scratch + d->scratch_used, *o = out;
+    memcpy(o, s + start, p->pos - start);
+    o += p->pos - start;
+    while (p->pos < n) {
+        unsigned char c = s[p->pos];
+        if (c == '"') {
+            d->nodes[i].str = out;
+            d->nodes[i].len = (uint32_t)(o - out);
+            d->scratch_used += (size_t)(o - out);
+            p->pos++;
+            return IAM_OK;
+        }
+        if (c < 0x20)
+            return bad(p, "control character in string");
+        if (c >= 0x80) {
+            size_t k = utf8_seq(s + p->pos, n - p->pos);
+            if (!k)
+                return bad(p, "invalid UTF-8");
+            memcpy(o, s + p->pos, k);
+            o += k;
+            p->pos += k;
+            continue;
+        }
+        if (c != '\\') {
+            *o++ = (char)c;
+            p->pos++;
+            continue;
+        }
+        if (p->pos + 1 >= n)
+            return bad(p, "unterminated escape");
+        unsigned char e = s[p->pos + 1];
+        p->pos += 2;
+        switch (e) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            int cp = p->pos + 4 <= n ? hex4(s + p->pos) : -1;
+            if (cp < 0)
+                return bad(p, "bad \\u escape");
+            p->pos += 4;
+            if (cp == 0)
+                return bad(p, "\\u0000 in string");
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return bad(p, "unpaired surrogate");
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                int lo = p->pos + 6 <= n && s[p->pos] == '\\' && s[p->pos + 1] == 'u'
+                             ? hex4(s + p->pos + 2)
+                             : -1;
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return bad(p, "unpaired surrogate");
+                p->pos += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            o += put_utf8(o, (unsigned)cp);
+            break;
+        }
+        default:
+            return bad(p, "bad escape");
+        }
+    }
+    return bad(p, "unterminated string");
+}
+
+static iam_status parse_number(parser *p, size_t i)
+{
+    const unsigned char *s = p->s;
+    size_t start = p->pos, n = p->len;
+    if (s[p->pos] == '-')
+        p->pos++;
+    if (p->pos >= n)
+        return bad(p, "bad number");
+    if (s[p->pos] == '0') {
+        p->pos++;
+    } else if (s[p->pos] >= '1' && s[p->pos] <= '9') {
+        while (p->pos < n && s[p->pos] >= '0' && s[p->pos] <= '9')
+            p->pos++;
+    } else {
+        return bad(p, "bad number");
+    }
+    if (p->pos < n && s[p->pos] == '.') {
+        p->pos++;
+        size_t d = p->pos;
+        while (p->pos < n && s[p->pos] >= '0' && s[p->pos] <= '9')
+            p->pos++;
+        if (p->pos == d)
+            return bad(p, "bad number");
+    }
+    if (p->pos < n && (s[p->pos] == 'e' || s[p->pos] == 'E')) {
+        p->pos++;
+        if (p->pos < n && (s[p->pos] == '+' || s[p->pos] == '-'))
+            p->pos++;
+        size_t d = p->pos;
+        while (p->pos < n && s[p->pos] >= '0' && s[p->pos] <= '9')
+            p->pos++;
+        if (p->pos == d)
+            return bad(p, "bad number");
+    }
+    p->doc->nodes[i].str = (const char *)s + start;
+    p->doc->nodes[i].len = (uint32_t)(p->pos - start);
+    return IAM_OK;
+}
+
+static bool literal(parser *p, const char *word, size_t wlen)
+{
+    if (p->len - p->pos < wlen || memcmp(p->s + p->pos, word, wlen) != 0)
+        return false;
+    p->pos += wlen;
+    return true;
+}
+
+/* FNV-1a of a member name: used only for large objects. */
+static uint32_t name_hash(const char *str, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t j = 0; j < len; j++)
+        h = (h ^ (unsigned char)str[j]) * 16777619u;
+    return h;
+}
+
+/* A cheap discriminator of a member name (length, first two and last byte): names that
+ * differ here differ; equal signatures are compared in full. */
+static uint64_t name_signature(const char *str, size_t len)
+{
+    uint64_t sig = (uint64_t)len << 32;
+    if (len)
+        sig |= (uint64_t)(unsigned char)str[0] << 16 | (uint64_t)(unsigned char)str[len - 1];
+    if (len > 1)
+        sig |= (uint64_t)(unsigned char)str[1] << 8;
+    return sig;
+}
+
+/* Duplicate member names in the object at index obj (names compared after unescaping). */
+static bool has_duplicates(const json_doc *d, size_t obj)
+{
+    size_t n = d->nodes[obj].len;
+    if (n < 2)
+        return false;
+    uint32_t keys[IAM_MAX_JSON_MEMBERS];
+    size_t k = obj + 1;
+    for (size_t m = 0; m < n; m++) {
+        keys[m] = (uint32_t)k;
+        k = d->nodes[k + 1].next;
+    }
+    if (n <= 32) { /* the common case, a claim set: signatures pairwise */
+        uint64_t sigs[32];
+        for (size_t m = 0; m < n; m++)
+            sigs[m] = name_signature(d->nodes[keys[m]].str, d->nodes[keys[m]].len);
+        for (size_t a = 0; a < n; a++)
+            for (size_t b = a + 1; b < n; b++)
+                if (sigs[a] == sigs[b]) {
+                    const json_node *x = &d->nodes[keys[a]], *y = &d->nodes[keys[b]];
+                    if (memcmp(x->str, y->str, x->len) == 0)
+                        return true;
+                }
+        return false;
+    }
+    /* Open addressing: 1024 slots for at most IAM_MAX_JSON_MEMBERS names keep the load
+     * at or below 1/4. A slot holds a member ordinal + 1. */
+    uint16_t slots[1024];
+    memset(slots, 0, sizeof slots);
+    for (size_t m = 0; m < n; m++) {
+        const json_node *x = &d->nodes[keys[m]];
+        for (size_t slot = name_hash(x->str, x->len) & 1023;; slot = (slot + 1) & 1023) {
+            if (!slots[slot]) {
+                slots[slot] = (uint16_t)(m + 1);
+                break;
+            }
+            const json_node *y = &d->nodes[keys[slots[slot] - 1u]];
+            if (json_span_eq(x->str, x->len, y->str, y->len))
+                return true;
+        }
+    }
+    return false;
+}
+
+static iam_status parse_value(parser *p, unsigned depth);
+
+static iam_status parse_container(parser *p, unsigned depth, bool is_object)
+{
+    if (depth > p->lim->max_depth)
+        return iam_fail(p->err, IAM_E_TOO_LARGE, "%s nests deeper than %u levels", p->what,
+                        p->lim->max_depth);
+    size_t i = new_node(p, is_object ? JSON_OBJECT : JSON_ARRAY);
+    if (p->full)
+        return IAM_E_INTERNAL;
+    char close = is_object ? '}' : ']';
+    uint32_t count = 0;
+    p->pos++; /* the opening bracket */
+    skip_ws(p);
+    if (p->pos < p->len && p->s[p->pos] == close) {
+        p->pos++;
+    } else {
+        for (;;) {
+            if (++count > p->lim->max_members)
+                return iam_fail(p->err, IAM_E_TOO_LARGE, "%s has a container with more than %u members",
+                                p->what, p->lim->max_members);
+            iam_status st;
+            if (is_object) {
+                skip_ws(p);
+                if (p->pos >= p->len || p->s[p->pos] != '"')
+                    return bad(p, "expected a member name");
+                size_t key = new_node(p, JSON_STRING);
+                if (p->full)
+                    return IAM_E_INTERNAL;
+                if ((st = parse_string(p, key)) != IAM_OK)
+                    return st;
+                p->doc->nodes[key].next = (uint32_t)(key + 1);
+                skip_ws(p);
+                if (p->pos >= p->len || p->s[p->pos] != ':')
+                    return bad(p, "expected ':'");
+                p->pos++;
+            }
+            if ((st = parse_value(p, depth)) != IAM_OK)
+                return st;
+            skip_ws(p);
+            if (p->pos >= p->len)
+                return bad(p, "unterminated container");
+            char c = (char)p->s[p->pos++];
+            if (c == close)
+                break;
+            if (c != ',')
+                return bad(p, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+        }
+    }
+    p->doc->nodes[i].len = count;
+    p->doc->nodes[i].next = (uint32_t)p->doc->count;
+    if (is_object && has_duplicates(p->doc, i))
+        return iam_fail(p->err, IAM_E_MALFORMED, "%s has a duplicate member name", p->what);
+    return IAM_OK;
+}
+
+static iam_status parse_value(parser *p, unsigned depth)
+{
+    skip_ws(p);
+    if (p->pos >= p->len)
+        return bad(p, "expected a value");
+    unsigned char c = p->s[p->pos];
+    size_t i;
+    iam_status st = IAM_OK;
+    switch (c) {
+    case '{':
+        return parse_container(p, depth + 1, true);
+    case '[':
+        return parse_container(p, depth + 1, false);
+    case '"':
+        i = new_node(p, JSON_STRING);
+        if (p->full)
+            return IAM_E_INTERNAL;
+        st = parse_string(p, i);
+        break;
+    case 't':
+        i = new_node(p, JSON_TRUE);
+        if (!literal(p, "true", 4))
+            return bad(p, "bad literal");
+        break;
+    case 'f':
+        i = new_node(p, JSON_FALSE);
+        if (!literal(p, "false", 5))
+            return bad(p, "bad literal");
+        break;
+    case 'n':
+        i = new_node(p, JSON_NULL);
+        if (!literal(p, "null", 4))
+            return bad(p, "bad literal");
+        break;
+    default:
+        if (c != '-' && (c < '0' || c > '9'))
+            return bad(p, "unexpected character");
+        i = new_node(p, JSON_NUMBER);
+        if (p->full)
+            return IAM_E_INTERNAL;
+        st = parse_number(p, i);
+        break;
+    }
+    if (p->full)
+        return IAM_E_INTERNAL;
+    p->doc->nodes[i].next = (uint32_t)(i + 1);
+    return st;
+}
+
+iam_status json_parse(json_doc *doc, const char *text, size_t len, const json_limits *lim,
+                      json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
+                      const char *what, iam_error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    if (len > UINT32_MAX / 2)
+        return iam_fail(err, IAM_E_TOO_LARGE, "%s is too large", what);
+    /* By induction over the grammar a value of L bytes has at most (L+1)/2 nodes (each
+     * element costs its own bytes plus a separator; a member's name costs two quotes).
+     * Decoded strings never outgrow their escaped text. */
+    size_t need_nodes = len / 2 + 2, need_scratch = len + 1;
+    if (node_buf && node_cap >= need_nodes) {
+        doc->nodes = node_buf;
+    } else {
+        doc->nodes = malloc(need_nodes * sizeof *doc->nodes);
+        doc->nodes_owned = true;
+    }
+    if (scratch_buf && scratch_cap >= need_scratch) {
+        doc->scratch = scratch_buf;
+    } else {
+        doc->scratch = malloc(need_scratch);
+        doc->scratch_owned = true;
+    }
+    doc->cap = need_nodes;
+    doc->scratch_cap = need_scratch;
+    if (!doc->nodes || !doc->scratch) {
+        json_doc_free(doc);
+        return iam_fail(err, IAM_E_NOMEM, "out of memory parsing %s", what);
+    }
+    if (lim->max_members > IAM_MAX_JSON_MEMBERS) {
+        json_doc_free(doc);
+        return iam_fail(err, IAM_E_INTERNAL, "JSON member limit above IAM_MAX_JSON_MEMBERS");
+    }
+    parser p = {(const unsigned char *)text, 0, len, doc, lim, what, err, false};
+    iam_status st = parse_value(&p, 0);
+    if (p.full)
+        st = iam_fail(err, IAM_E_INTERNAL, "%s: JSON node bound exceeded", what);
+    if (st == IAM_OK) {
+        skip_ws(&p);
+        if (p.pos != len)
+            st = bad(&p, "trailing bytes after the value");
+    }
+    if (st != IAM_OK)
+        json_doc_free(doc);
+    return st;
+}
+
+void json_doc_free(json_doc *doc)
+{
+    if (doc->nodes_owned)
+        free(doc->nodes);
+    if (doc->scratch_owned)
+        free(doc->scratch);
+    memset(doc, 0, sizeof *doc);
+}
+
+size_t json_get(const json_doc *doc, size_t obj, const char *name)
+{
+    const json_node *o = &doc->nodes[obj];
+    if (o->type != JSON_OBJECT)
+        return 0;
+    size_t nlen = strlen(name), k = obj + 1;
+    for (uint32_t m = 0; m < o->len; m++) {
+        const json_node *key = &doc->nodes[k];
+        if (json_span_eq(key->str, key->len, name, nlen))
+            return k + 1;
+        k = doc->nodes[k + 1].next;
+    }
+    return 0;
+}
+
+bool json_str_eq(const json_doc *doc, size_t i, const char *s)
+{
+    const json_node *n = &doc->nodes[i];
+    return n->type == JSON_STRING && json_span_eq(n->str, n->len, s, strlen(s));
+}
+
+bool json_number(const json_doc *doc, size_t i, double *out)
+{
+    const json_node *n = &doc->nodes[i];
+    if (n->type != JSON_NUMBER)
+        return false;
+    /* Plain integers of up to 15 digits are exact in a double: convert directly. */
+    size_t k = 0;
+    bool neg = n->str[0] == '-';
+    if (neg)
+        k = 1;
+    if (n->len - k <= 15) {
+        int64_t v = 0;
+        size_t j = k;
+        for (; j < n->len && n->str[j] >= '0' && n->str[j] <= '9'; j++)
+            v = v * 10 + (n->str[j] - '0');
+        if (j == n->len) {
+            *out = neg ? -(double)v : (double)v;
+            return true;
+        }
+    }
+    /* Anything else through strtod, with the locale's decimal point substituted so a
+     * host application's setlocale() cannot change the value. */
+    char buf[128];
+    if (n->len >= sizeof buf)
+        return false;
+    const char *dp = localeconv()->decimal_point;
+    size_t o = 0;
+    for (size_t j = 0; j < n->len; j++) {
+        if (n->str[j] == '.' && dp && dp[0] && strcmp(dp, ".") != 0) {
+            size_t dl = strlen(dp);
+            if (o + dl >= sizeof buf)
+                return false;
+            memcpy(buf + o, dp, dl);
+            o += dl;
+        } else {
+            if (o + 1 >= sizeof buf)
+                return false;
+            buf[o++] = n->str[j];
+        }
+    }
+    buf[o] = '\0';
+    char *end;
+    double v = strtod(buf, &end);
+    if (*end != '\0')
+        return false;
+    *out = v;
+    return true;
+}

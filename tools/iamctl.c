@@ -1,0 +1,340 @@
+/*
+ * iamctl — command-line tool over libiamclient.
+ *
+ * Exit codes (fixed; scripts depend on them):
+ *   0  accepted / success
+ *   1  the token is rejected ("error: <reason-code>: <message>" on stderr)
+ *   2  usage or configuration error (missing key, unreadable file, bad option)
+ */
+#include "iamclient.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "demo.h"
+
+#define EXIT_REJECTED 1
+#define EXIT_USAGE 2
+
+static const char USAGE[] =
+    "usage: iamctl <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  verify [--secret S | --secret-file F] [--jwks FILE] [--pem FILE]\n"
+    "         [--audience A] [--issuer I] [--leeway SECONDS] [--now EPOCH] TOKEN | -\n"
+    "      Verify an access token; print the user context as JSON (exit 0) or\n"
+    "      'error: <reason>: <message>' on stderr (exit 1). Keys may be combined.\n"
+    "      With no key option, the secret comes from $IAM_JWT_SECRET.\n"
+    "  jws-verify (--jwk FILE | --jwks FILE | --secret S) JWS | -\n"
+    "      Verify a bare JWS (no claim checks); print its payload (exit 0) or fail (exit 1).\n"
+    "  demo\n"
+    "      Mint tokens for a few users with a generated secret and verify them.\n"
+    "  version\n";
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "iamctl: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(run 'iamctl help' for usage)\n");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static char *read_stream(FILE *f, size_t limit, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0 || n > limit)
+            break;
+        if (n == cap) {
+            char *bigger = realloc(buf, cap * 2 + 1);
+            if (!bigger) {
+                free(buf);
+                return NULL;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Reads a whole file of at most `limit` bytes; NULL with errno-based message otherwise. */
+static char *read_file(const char *path, size_t limit, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "iamctl: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = read_stream(f, limit, len);
+    fclose(f);
+    if (!buf)
+        fprintf(stderr, "iamctl: out of memory reading %s\n", path);
+    else if (*len > limit) {
+        fprintf(stderr, "iamctl: %s is larger than %zu bytes\n", path, limit);
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
+
+static void trim_trailing_space(char *s, size_t *len)
+{
+    while (*len > 0 && (s[*len - 1] == '\n' || s[*len - 1] == '\r' || s[*len - 1] == ' ' ||
+                        s[*len - 1] == '\t'))
+        s[--*len] = '\0';
+}
+
+/* The token argument, or stdin for "-". Caller frees. */
+static char *token_arg(const char *arg, size_t *len)
+{
+    if (strcmp(arg, "-") == 0) {
+        /* Read a little past the limit so an oversized token is reported as too_large. */
+        char *t = read_stream(stdin, IAM_MAX_TOKEN_BYTES + 16, len);
+        if (t)
+            trim_trailing_space(t, len);
+        return t;
+    }
+    *len = strlen(arg);
+    return strdup(arg);
+}
+
+static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int key_error(const char *what, const iam_error *e)
+{
+    fprintf(stderr, "iamctl: %s: %s\n", what, e->message);
+    return EXIT_USAGE;
+}
+
+static int add_key_file(iam_keyset *ks, const char *kind, const char *path)
+{
+    size_t len;
+    char *text = read_file(path, IAM_MAX_JWKS_BYTES, &len);
+    if (!text)
+        return EXIT_USAGE;
+    iam_error e = {0};
+    iam_status st;
+    if (strcmp(kind, "jwks") == 0) {
+        size_t added = 0, skipped = 0;
+        st = iam_keyset_add_jwks(ks, text, len, &added, &skipped, &e);
+        if (st == IAM_OK && added == 0) {
+            free(text);
+            fprintf(stderr, "iamctl: %s holds no usable key (%zu skipped)\n", path, skipped);
+            return EXIT_USAGE;
+        }
+    } else if (strcmp(kind, "jwk") == 0) {
+        st = iam_keyset_add_jwk(ks, text, len, &e);
+    } else {
+        st = iam_keyset_add_pem(ks, text, len, NULL, &e);
+    }
+    free(text);
+    return st == IAM_OK ? 0 : key_error(path, &e);
+}
+
+static int add_secret(iam_keyset *ks, const char *secret, size_t len)
+{
+    iam_error e = {0};
+    return iam_keyset_add_hmac(ks, secret, len, NULL, &e) == IAM_OK ? 0 : key_error("secret", &e);
+}
+
+static int add_secret_file(iam_keyset *ks, const char *path)
+{
+    size_t len;
+    char *text = read_file(path, IAM_MAX_HMAC_KEY_BYTES + 2, &len);
+    if (!text)
+        return EXIT_USAGE;
+    if (len > 0 && text[len - 1] == '\n')
+        len--;
+    if (len > 0 && text[len - 1] == '\r')
+        len--;
+    int rc = add_secret(ks, text, len);
+    free(text);
+    return rc;
+}
+
+static int report_rejection(iam_status st, const iam_error *e)
+{
+    fprintf(stderr, "error: %s: %s\n", iam_status_name(st), e->message[0] ? e->message : iam_strerror(st));
+    return iam_status_is_rejection(st) ? EXIT_REJECTED : EXIT_USAGE;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    iam_keyset *ks = iam_keyset_new();
+    if (!ks)
+        return usage_error("%s", "out of memory");
+    iam_verify_options opts = {0};
+    int64_t now = (int64_t)time(NULL);
+    const char *token_src = NULL;
+    bool have_key = false;
+    int rc = 0;
+    for (int i = 0; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes_value = a[0] == '-' && a[1] == '-';
+        if (takes_value && !v) {
+            rc = usage_error("option %s needs a value", a);
+            break;
+        }
+        if (strcmp(a, "--secret") == 0) {
+            rc = add_secret(ks, v, strlen(v));
+            have_key = true, i++;
+        } else if (strcmp(a, "--secret-file") == 0) {
+            rc = add_secret_file(ks, v);
+            have_key = true, i++;
+        } else if (strcmp(a, "--jwks") == 0) {
+            rc = add_key_file(ks, "jwks", v);
+            have_key = true, i++;
+        } else if (strcmp(a, "--pem") == 0) {
+            rc = add_key_file(ks, "pem", v);
+            have_key = true, i++;
+        } else if (strcmp(a, "--audience") == 0) {
+            opts.audience = v, i++;
+        } else if (strcmp(a, "--issuer") == 0) {
+            opts.issuer = v, i++;
+        } else if (strcmp(a, "--leeway") == 0) {
+            if (!parse_int64(v, 0, 86400, &opts.leeway_s))
+                rc = usage_error("--leeway needs whole seconds from 0 to 86400, not '%s'", v);
+            i++;
+        } else if (strcmp(a, "--now") == 0) {
+            if (!parse_int64(v, 0, (int64_t)IAM_MAX_NUMERIC_DATE, &now))
+                rc = usage_error("--now needs seconds since the epoch, not '%s'", v);
+            i++;
+        } else if (takes_value) {
+            rc = usage_error("unknown option %s", a);
+        } else if (token_src) {
+            rc = usage_error("%s", "give exactly one token (or - for stdin)");
+        } else {
+            token_src = a;
+        }
+    }
+    if (rc == 0 && !have_key) {
+        const char *env = getenv("IAM_JWT_SECRET");
+        if (env && *env)
+            rc = add_secret(ks, env, strlen(env));
+        else
+            rc = usage_error("%s", "no key: give --secret, --secret-file, --jwks or --pem (or set IAM_JWT_SECRET)");
+    }
+    if (rc == 0 && !token_src)
+        rc = usage_error("%s", "no token given (pass it as an argument or - for stdin)");
+    if (rc) {
+        iam_keyset_release(ks);
+        return rc;
+    }
+    size_t len;
+    char *token = token_arg(token_src, &len);
+    if (!token) {
+        iam_keyset_release(ks);
+        return usage_error("%s", "cannot read the token");
+    }
+    iam_user *user = NULL;
+    iam_error e = {0};
+    iam_status st = iam_token_verify(token, len, ks, &opts, now, &user, &e);
+    free(token);
+    iam_keyset_release(ks);
+    if (st != IAM_OK)
+        return report_rejection(st, &e);
+    char *json = iam_user_to_json(user);
+    iam_user_release(user);
+    if (!json)
+        return usage_error("%s", "out of memory");
+    printf("%s\n", json);
+    iam_free(json);
+    return 0;
+}
+
+static int cmd_jws_verify(int argc, char **argv)
+{
+    iam_keyset *ks = iam_keyset_new();
+    if (!ks)
+        return usage_error("%s", "out of memory");
+    const char *src = NULL;
+    bool have_key = false;
+    int rc = 0;
+    for (int i = 0; i < argc && rc == 0; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool opt = a[0] == '-' && a[1] == '-';
+        if (opt && !v)
+            rc = usage_error("option %s needs a value", a);
+        else if (strcmp(a, "--jwk") == 0)
+            rc = add_key_file(ks, "jwk", v), have_key = true, i++;
+        else if (strcmp(a, "--jwks") == 0)
+            rc = add_key_file(ks, "jwks", v), have_key = true, i++;
+        else if (strcmp(a, "--secret") == 0)
+            rc = add_secret(ks, v, strlen(v)), have_key = true, i++;
+        else if (opt)
+            rc = usage_error("unknown option %s", a);
+        else if (src)
+            rc = usage_error("%s", "give exactly one JWS (or - for stdin)");
+        else
+            src = a;
+    }
+    if (rc == 0 && !have_key)
+        rc = usage_error("%s", "no key: give --jwk, --jwks or --secret");
+    if (rc == 0 && !src)
+        rc = usage_error("%s", "no JWS given");
+    if (rc) {
+        iam_keyset_release(ks);
+        return rc;
+    }
+    size_t len;
+    char *jws = token_arg(src, &len);
+    char *payload = NULL;
+    size_t plen = 0;
+    iam_error e = {0};
+    iam_status st = jws ? iam_jws_verify(jws, len, ks, &payload, &plen, &e) : IAM_E_NOMEM;
+    free(jws);
+    iam_keyset_release(ks);
+    if (st != IAM_OK)
+        return report_rejection(st, &e);
+    fwrite(payload, 1, plen, stdout);
+    if (plen == 0 || payload[plen - 1] != '\n')
+        putchar('\n');
+    iam_free(payload);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc - 2, argv + 2);
+    if (strcmp(cmd, "jws-verify") == 0)
+        return cmd_jws_verify(argc - 2, argv + 2);
+    if (strcmp(cmd, "demo") == 0)
+        return iamctl_demo(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("iamctl %s\n", IAM_VERSION_STRING);
+        return 0;
+    }
+    return usage_error("unknown command '%s'", cmd);
+}
