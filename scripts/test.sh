@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds and runs every test: a normal build and an AddressSanitizer +
+# UndefinedBehaviorSanitizer build, each running the whole CTest suite, then each
+# libFuzzer target for a short, bounded time under the sanitizers.
+#
+#   ./scripts/test.sh                 everything (installs missing Debian packages first)
+#   FUZZ_SECONDS=0 ./scripts/test.sh  skip the fuzzers
+#   JOBS=4 ./scripts/test.sh          parallel build/test jobs (default: nproc)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+jobs="${JOBS:-$(nproc)}"
+fuzz_seconds="${FUZZ_SECONDS:-20}"
+
+if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
+  ./scripts/install-deps.sh
+fi
+
+run_suite() { # name, build dir, extra cmake args...
+  local name="$1" dir="$2"
+  shift 2
+  echo "== [$name] configure and build in $dir"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1 ||
+    { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs"
+  echo "== [$name] ctest"
+  (cd "$dir" && ctest --output-on-failure -j "$jobs")
+}
+
+mkdir -p build
+run_suite normal build/normal
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  run_suite "asan+ubsan" build/asan -DIAM_SANITIZE=ON -DIAM_BUILD_BENCH=OFF
+
+if [ "$fuzz_seconds" != "0" ]; then
+  echo "== [fuzz] each target for ${fuzz_seconds}s (clang, libFuzzer, ASan+UBSan)"
+  FUZZ_SECONDS="$fuzz_seconds" ./fuzz/run.sh build/fuzz
+fi
+echo "== all test stages passed"
