@@ -44,6 +44,8 @@ iam_keyset *iam_keyset_retain(iam_keyset *ks)
 
 static void key_clear(iam_key *k)
 {
+    for (size_t i = 0; i < sizeof k->verify_tmpl / sizeof k->verify_tmpl[0]; i++)
+        EVP_MD_CTX_free(k->verify_tmpl[i]);
     free(k->kid);
     EVP_PKEY_free(k->pkey);
     hmac_states_free(k->hmac);
@@ -83,6 +85,49 @@ static iam_status set_kid(iam_key *k, const char *kid, size_t len, iam_error *er
     return IAM_OK;
 }
 
+static size_t tmpl_index(const iam_key *k, const alg_info *alg)
+{
+    return k->type == KEY_RSA ? (size_t)alg->hash * 2 + alg->pss : 0;
+}
+
+static EVP_MD_CTX *new_verify_ctx(const iam_keyset *ks, const iam_key *k, const alg_info *alg,
+                                  bool finalise)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return NULL;
+    if (finalise) /* a copy is used once: let Final skip keeping the context reusable */
+        EVP_MD_CTX_set_flags(ctx, EVP_MD_CTX_FLAG_FINALISE);
+    EVP_PKEY_CTX *pctx = NULL;
+    const EVP_MD *md = alg->hash == HASH_NONE ? NULL : ks->md[alg->hash];
+    bool ok = EVP_DigestVerifyInit(ctx, &pctx, md, NULL, k->pkey) == 1;
+    if (ok && alg->pss)
+        ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+    if (!ok) {
+        EVP_MD_CTX_free(ctx);
+        ERR_clear_error();
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Prepares a verification context for every algorithm the key may serve. A failure only
+ * leaves that slot empty: key_verify then initialises per call. */
+static void prepare_templates(const iam_keyset *ks, iam_key *k)
+{
+    static const char *const NAMES[] = {"RS256", "RS384", "RS512", "PS256", "PS384",
+                                        "PS512", "ES256", "ES384", "ES512", "EdDSA"};
+    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
+        const alg_info *alg = alg_find(NAMES[i], strlen(NAMES[i]));
+        if (!alg || !key_fits_alg(k, alg))
+            continue;
+        size_t slot = tmpl_index(k, alg);
+        if (!k->verify_tmpl[slot])
+            k->verify_tmpl[slot] = new_verify_ctx(ks, k, alg, true);
+    }
+}
+
 /* Appends a finished key (taking ownership of its resources) or clears it on failure. */
 static iam_status keyset_push(iam_keyset *ks, iam_key *k, iam_error *err)
 {
@@ -90,6 +135,8 @@ static iam_status keyset_push(iam_keyset *ks, iam_key *k, iam_error *err)
         key_clear(k);
         return iam_fail(err, IAM_E_TOO_LARGE, "keyset already holds %d keys", IAM_MAX_KEYS);
     }
+    if (k->pkey)
+        prepare_templates(ks, k);
     ks->keys[ks->count++] = *k;
     memset(k, 0, sizeof *k);
     return IAM_OK;
@@ -570,18 +617,22 @@ iam_status key_verify(const iam_keyset *ks, const iam_key *k, const alg_info *al
     } else if (sig_len != 64) {
         return IAM_E_BAD_SIGNATURE;
     }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        return IAM_E_NOMEM;
-    EVP_PKEY_CTX *pctx = NULL;
-    const EVP_MD *md = alg->hash == HASH_NONE ? NULL : ks->md[alg->hash];
-    int ok = EVP_DigestVerifyInit(ctx, &pctx, md, NULL, k->pkey) == 1;
-    if (ok && alg->pss)
-        ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
-    iam_status st = IAM_E_INTERNAL;
-    if (ok)
-        st = EVP_DigestVerify(ctx, s, slen, input, input_len) == 1 ? IAM_OK : IAM_E_BAD_SIGNATURE;
+    const EVP_MD_CTX *tmpl = k->verify_tmpl[tmpl_index(k, alg)];
+    EVP_MD_CTX *ctx;
+    if (tmpl) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && EVP_MD_CTX_copy_ex(ctx, tmpl) != 1) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    } else {
+        ctx = new_verify_ctx(ks, k, alg, false);
+    }
+    if (!ctx) {
+        ERR_clear_error();
+        return IAM_E_INTERNAL;
+    }
+    iam_status st = EVP_DigestVerify(ctx, s, slen, input, input_len) == 1 ? IAM_OK : IAM_E_BAD_SIGNATURE;
     EVP_MD_CTX_free(ctx);
     ERR_clear_error();
     return st;
