@@ -52,14 +52,13 @@ static iam_status id_size(const json_doc *d, size_t v, const char *name, size_t 
         *bytes += n->len + 1;
         return IAM_OK;
     }
-    double x;
-    if (n->type == JSON_NUMBER && json_number(d, v, &x) && x == floor(x) &&
-        fabs(x) <= IAM_MAX_INTEGER_ID) {
+    int64_t x;
+    if (json_integer(d, v, (uint64_t)IAM_MAX_INTEGER_ID, &x)) {
         *bytes += 24;
         return IAM_OK;
     }
     return iam_fail(err, IAM_E_INVALID_CLAIM,
-                    "\"%s\" must be an integer (|n| <= 2^53), a non-empty string or null", name);
+                    "\"%s\" must be a plain integer (|n| <= 2^53), a non-empty string or null", name);
 }
 
 static const char *put_id(arena *a, const json_doc *d, size_t v)
@@ -69,10 +68,9 @@ static const char *put_id(arena *a, const json_doc *d, size_t v)
     const json_node *n = &d->nodes[v];
     if (n->type == JSON_STRING)
         return put_str(a, n->str, n->len);
-    double x;
-    json_number(d, v, &x);
     /* Decimal text of an integer of magnitude <= 2^53 (checked by id_size). */
-    int64_t iv = (int64_t)x;
+    int64_t iv = 0;
+    json_integer(d, v, (uint64_t)IAM_MAX_INTEGER_ID, &iv);
     uint64_t mag = iv < 0 ? (uint64_t)0 - (uint64_t)iv : (uint64_t)iv;
     char buf[24], *e = buf + sizeof buf, *q = e;
     do {
@@ -191,10 +189,8 @@ iam_status user_from_claims(const json_doc *d, const claim_index *ix, const char
 
     int64_t version = 1;
     if (r.token_version) {
-        double x;
-        if (!json_number(d, r.token_version, &x) || x != floor(x) || x < 0 || x > IAM_MAX_INTEGER_ID)
+        if (!json_integer(d, r.token_version, (uint64_t)IAM_MAX_INTEGER_ID, &version) || version < 0)
             return iam_fail(err, IAM_E_INVALID_CLAIM, "\"token_version\" must be a non-negative integer");
-        version = (int64_t)x;
     }
     bool mfa = false;
     if (r.mfa_verified) {
@@ -334,15 +330,20 @@ char *iam_user_claim_json(const iam_user *u, const char *name)
 {
     if (!u || !name)
         return NULL;
-    cJSON *root = cJSON_ParseWithLength(u->payload, u->payload_len);
-    cJSON *item = root ? cJSON_GetObjectItemCaseSensitive(root, name) : NULL;
-    char *text = item ? cJSON_PrintUnformatted(item) : NULL;
-    cJSON_Delete(root);
-    if (!text)
+    /* The claim's exact bytes from the verified payload (a re-printed number could change:
+     * cJSON prints 15 significant digits). The payload parsed once already, so it parses. */
+    static const json_limits limits = {IAM_MAX_JSON_DEPTH, IAM_MAX_JSON_MEMBERS};
+    json_doc d;
+    if (json_parse(&d, u->payload, u->payload_len, &limits, NULL, 0, NULL, 0, "claims", NULL) != IAM_OK)
         return NULL;
-    /* Hand back memory that iam_free (free) releases, whatever cJSON's hooks are. */
-    char *copy = strdup(text);
-    cJSON_free(text);
+    size_t start, len;
+    char *copy = NULL;
+    if (json_member_text(&d, u->payload, u->payload_len, name, &start, &len) &&
+        (copy = malloc(len + 1)) != NULL) {
+        memcpy(copy, u->payload + start, len);
+        copy[len] = '\0';
+    }
+    json_doc_free(&d);
     return copy;
 }
 

@@ -2,6 +2,7 @@
 #include "jose/json.h"
 
 #include <locale.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ static size_t new_node(parser *p, json_type type)
     }
     size_t i = d->count++;
     d->nodes[i].type = (uint8_t)type;
+    d->nodes[i].raw = (uint32_t)p->pos;
     d->nodes[i].str = NULL;
     d->nodes[i].len = 0;
     d->nodes[i].next = 0;
@@ -343,17 +345,22 @@ static bool has_duplicates(const json_doc *d, size_t obj)
         keys[m] = (uint32_t)k;
         k = d->nodes[k + 1].next;
     }
-    if (n <= 32) { /* the common case, a claim set: signatures pairwise */
-        uint64_t sigs[32];
-        for (size_t m = 0; m < n; m++)
-            sigs[m] = name_signature(d->nodes[keys[m]].str, d->nodes[keys[m]].len);
-        for (size_t a = 0; a < n; a++)
-            for (size_t b = a + 1; b < n; b++)
-                if (sigs[a] == sigs[b]) {
-                    const json_node *x = &d->nodes[keys[a]], *y = &d->nodes[keys[b]];
-                    if (memcmp(x->str, y->str, x->len) == 0)
+    if (n <= 32) {
+        /* The common case, a claim set: a 256-bit Bloom filter over the names' signatures;
+         * only a name whose bit is already set is compared with the earlier names. */
+        uint64_t sigs[32], bloom[4] = {0};
+        for (size_t m = 0; m < n; m++) {
+            const json_node *x = &d->nodes[keys[m]];
+            uint64_t sig = sigs[m] = name_signature(x->str, x->len);
+            unsigned bit = (unsigned)((sig * 0x9E3779B97F4A7C15u) >> 56);
+            uint64_t mask = (uint64_t)1 << (bit & 63);
+            if (bloom[bit >> 6] & mask) {
+                for (size_t o = 0; o < m; o++)
+                    if (sigs[o] == sig && memcmp(d->nodes[keys[o]].str, x->str, x->len) == 0)
                         return true;
-                }
+            }
+            bloom[bit >> 6] |= mask;
+        }
         return false;
     }
     /* Open addressing: 1024 slots for at most IAM_MAX_JSON_MEMBERS names keep the load
@@ -515,8 +522,8 @@ iam_status json_parse(json_doc *doc, const char *text, size_t len, const json_li
     }
     parser p = {(const unsigned char *)text, 0, len, doc, lim, what, err, false};
     iam_status st = parse_value(&p, 0);
-    if (p.full)
-        st = iam_fail(err, IAM_E_INTERNAL, "%s: JSON node bound exceeded", what);
+    if (p.full) /* valid JSON never exceeds the bound (see above): this input is not JSON */
+        st = iam_fail(err, IAM_E_MALFORMED, "%s is not valid JSON: unterminated or truncated", what);
     if (st == IAM_OK) {
         skip_ws(&p);
         if (p.pos != len)
@@ -600,8 +607,54 @@ bool json_number(const json_doc *doc, size_t i, double *out)
     buf[o] = '\0';
     char *end;
     double v = strtod(buf, &end);
-    if (*end != '\0')
+    if (*end != '\0' || !isfinite(v))
         return false;
     *out = v;
+    return true;
+}
+
+bool json_integer(const json_doc *doc, size_t i, uint64_t max, int64_t *out)
+{
+    const json_node *n = &doc->nodes[i];
+    if (n->type != JSON_NUMBER)
+        return false;
+    size_t k = n->str[0] == '-' ? 1 : 0;
+    if (n->len == k || n->len - k > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t j = k; j < n->len; j++) {
+        if (n->str[j] < '0' || n->str[j] > '9')
+            return false; /* a fraction or an exponent: not a plain integer */
+        v = v * 10 + (uint64_t)(n->str[j] - '0'); /* <= 19 digits cannot overflow */
+    }
+    if (v > max || v > (uint64_t)INT64_MAX)
+        return false;
+    *out = k ? -(int64_t)v : (int64_t)v;
+    return true;
+}
+
+bool json_member_text(const json_doc *doc, const char *text, size_t text_len, const char *name,
+                      size_t *start, size_t *len)
+{
+    size_t v = json_get(doc, 0, name);
+    if (!v)
+        return false;
+    /* The value runs up to the next member's name, or to the root's closing brace; trailing
+     * whitespace and the separating comma are not part of it. */
+    size_t end;
+    if (doc->nodes[v].next < doc->count) {
+        end = doc->nodes[doc->nodes[v].next].raw;
+    } else {
+        end = text_len;
+        while (end > 0 && text[end - 1] != '}')
+            end--;
+        end--; /* the closing brace */
+    }
+    size_t b = doc->nodes[v].raw;
+    while (end > b && (text[end - 1] == ' ' || text[end - 1] == '\t' || text[end - 1] == '\n' ||
+                       text[end - 1] == '\r' || text[end - 1] == ','))
+        end--;
+    *start = b;
+    *len = end - b;
     return true;
 }

@@ -38,6 +38,7 @@ typedef struct json_node {
     const char *str; /* string: decoded bytes (not NUL-terminated); number: its text */
     uint32_t len;    /* string/number: byte length; array: elements; object: members */
     uint32_t next;   /* index of the node after this one's subtree */
+    uint32_t raw;    /* offset in the input of the value's first byte */
     uint8_t type;    /* json_type */
 } json_node;
 
@@ -92,5 +93,15 @@ static inline bool json_span_eq(const char *a, size_t alen, const char *s, size_
 
 /* Number value of node i (a JSON_NUMBER). Locale-independent. False if unrepresentable. */
 bool json_number(const json_doc *doc, size_t i, double *out);
+
+/* Exact integer value of node i: true only for plain integer text (-?digits, no fraction
+ * or exponent) whose magnitude is at most `max` — decided on the digits, never through a
+ * rounding double. */
+bool json_integer(const json_doc *doc, size_t i, uint64_t max, int64_t *out);
+
+/* The exact input text of the value of the root object's member `name` (root at index 0),
+ * from its first byte to its last. False when absent. */
+bool json_member_text(const json_doc *doc, const char *text, size_t text_len, const char *name,
+                      size_t *start, size_t *len);
 
 #endif

@@ -495,8 +495,10 @@ iam_status iam_keyset_add_jwk(iam_keyset *ks, const char *json, size_t len, iam_
         return iam_fail(err, IAM_E_INVALID_ARGUMENT, "keyset is required");
     json_doc d;
     iam_status st = parse_doc(&d, json, len, "JWK", err);
+    if (st == IAM_E_MALFORMED || (st == IAM_E_TOO_LARGE && len <= IAM_MAX_JWKS_BYTES))
+        return iam_fail(err, IAM_E_BAD_KEY, "JWK is not valid JSON within the nesting and member limits");
     if (st != IAM_OK)
-        return st == IAM_E_MALFORMED ? iam_fail(err, IAM_E_BAD_KEY, "JWK is not valid JSON") : st;
+        return st;
     iam_key k = {0};
     st = jwk_load(&k, &d, 0, err);
     json_doc_free(&d);
