@@ -82,6 +82,16 @@ bool key_fits_alg(const iam_key *k, const alg_info *alg);
 /* jws.c */
 #define JOSE_MAX_SIG_BYTES (IAM_MAX_RSA_BITS / 8)
 
+/* Header segments that platforms emit byte for byte ({"alg":"HS256","typ":"JWT"} and its
+ * siblings): recognising the exact base64url text skips a decode and a parse and decides
+ * exactly what the general path decides (alg, typ JWT, no kid, no crit). */
+typedef struct canonical_header {
+    const char *segment;
+    const char *alg;
+} canonical_header;
+extern const canonical_header JOSE_CANONICAL_HEADERS[];
+extern const size_t JOSE_CANONICAL_HEADER_COUNT;
+
 typedef struct jws_verified {
     const alg_info *alg;
     bool typ_is_jwt; /* header typ absent, "JWT" or "at+jwt" (media types compare case-insensitively) */

@@ -6,6 +6,16 @@
 #include <string.h>
 #include <strings.h>
 
+const canonical_header JOSE_CANONICAL_HEADERS[] = {
+    {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", "HS256"}, /* {\"alg\":\"HS256\",\"typ\":\"JWT\"} */
+    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9", "HS256"}, /* {\"typ\":\"JWT\",\"alg\":\"HS256\"} */
+    {"eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9", "HS384"}, /* {\"alg\":\"HS384\",\"typ\":\"JWT\"} */
+    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzM4NCJ9", "HS384"}, /* {\"typ\":\"JWT\",\"alg\":\"HS384\"} */
+    {"eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9", "HS512"}, /* {\"alg\":\"HS512\",\"typ\":\"JWT\"} */
+    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9", "HS512"}, /* {\"typ\":\"JWT\",\"alg\":\"HS512\"} */
+};
+const size_t JOSE_CANONICAL_HEADER_COUNT = sizeof JOSE_CANONICAL_HEADERS / sizeof JOSE_CANONICAL_HEADERS[0];
+
 static const json_limits HEADER_LIMITS = {IAM_MAX_JSON_DEPTH, IAM_MAX_JSON_MEMBERS};
 
 /* Header parameters defined by RFC 7515/7518: never valid inside `crit` (§4.1.11). */
@@ -105,6 +115,33 @@ static iam_status select_and_verify(const iam_keyset *ks, const alg_info *alg, c
     return iam_fail(err, IAM_E_BAD_SIGNATURE, "%s signature does not verify", alg->name);
 }
 
+/* Everything after the header: signature and payload segments, key selection, signature. */
+static iam_status verify_rest(const char *jws, size_t len, const char *d1, const char *d2,
+                              const iam_keyset *ks, const alg_info *alg, const char *kid,
+                              size_t kid_len, unsigned char *payload_buf, jws_verified *out,
+                              iam_error *err)
+{
+    size_t p64_len = (size_t)(d2 - d1 - 1), s64_len = (size_t)(jws + len - d2 - 1);
+    unsigned char sig[JOSE_MAX_SIG_BYTES + 3];
+    size_t sig_len;
+    if (s64_len > (JOSE_MAX_SIG_BYTES + 2) / 3 * 4)
+        return iam_fail(err, IAM_E_BAD_SIGNATURE, "signature is longer than any key allows");
+    if (!b64url_decode(d2 + 1, s64_len, sig, &sig_len))
+        return iam_fail(err, IAM_E_MALFORMED, "signature segment is not strict base64url");
+    /* The payload segment must be strict base64url before anything is trusted. */
+    size_t plen;
+    if (!b64url_decode(d1 + 1, p64_len, payload_buf, &plen))
+        return iam_fail(err, IAM_E_MALFORMED, "payload segment is not strict base64url");
+    iam_status st = select_and_verify(ks, alg, kid, kid_len, (const unsigned char *)jws,
+                                      (size_t)(d2 - jws), sig, sig_len, err);
+    if (st != IAM_OK)
+        return st;
+    out->alg = alg;
+    out->payload = payload_buf;
+    out->payload_len = plen;
+    return IAM_OK;
+}
+
 iam_status jws_verify_compact(const char *jws, size_t len, const iam_keyset *ks,
                               unsigned char *payload_buf, jws_verified *out, iam_error *err)
 {
@@ -117,10 +154,18 @@ iam_status jws_verify_compact(const char *jws, size_t len, const iam_keyset *ks,
     const char *d2 = d1 ? memchr(d1 + 1, '.', (size_t)(jws + len - d1 - 1)) : NULL;
     if (!d2 || memchr(d2 + 1, '.', (size_t)(jws + len - d2 - 1)))
         return iam_fail(err, IAM_E_MALFORMED, "token must have exactly three segments");
-    size_t h64_len = (size_t)(d1 - jws), p64_len = (size_t)(d2 - d1 - 1),
-           s64_len = (size_t)(jws + len - d2 - 1);
+    size_t h64_len = (size_t)(d1 - jws);
     if (h64_len == 0)
         return iam_fail(err, IAM_E_MALFORMED, "header segment is empty");
+
+    for (size_t i = 0; i < JOSE_CANONICAL_HEADER_COUNT; i++) {
+        const canonical_header *c = &JOSE_CANONICAL_HEADERS[i];
+        if (json_span_eq(jws, h64_len, c->segment, strlen(c->segment))) {
+            out->typ_is_jwt = true;
+            return verify_rest(jws, len, d1, d2, ks, alg_find(c->alg, strlen(c->alg)), NULL, 0,
+                               payload_buf, out, err);
+        }
+    }
 
     /* Header: decode, parse, read alg/kid/typ/crit. */
     unsigned char hbuf[IAM_MAX_TOKEN_BYTES / 4 * 3 + 2];
@@ -163,33 +208,10 @@ iam_status jws_verify_compact(const char *jws, size_t len, const iam_keyset *ks,
     }
     out->typ_is_jwt = typ_is_jwt(&h, json_get(&h, 0, "typ"));
     /* jwk, jku, x5u, x5c are deliberately never read: keys come only from the keyset. */
-
-    /* Signature. */
-    unsigned char sig[JOSE_MAX_SIG_BYTES + 3];
-    size_t sig_len;
-    if (s64_len > (JOSE_MAX_SIG_BYTES + 2) / 3 * 4) {
-        json_doc_free(&h);
-        return iam_fail(err, IAM_E_BAD_SIGNATURE, "signature is longer than any key allows");
-    }
-    if (!b64url_decode(d2 + 1, s64_len, sig, &sig_len)) {
-        json_doc_free(&h);
-        return iam_fail(err, IAM_E_MALFORMED, "signature segment is not strict base64url");
-    }
-    /* The payload segment must be strict base64url before anything is trusted. */
-    size_t plen;
-    if (!b64url_decode(d1 + 1, p64_len, payload_buf, &plen)) {
-        json_doc_free(&h);
-        return iam_fail(err, IAM_E_MALFORMED, "payload segment is not strict base64url");
-    }
-    st = select_and_verify(ks, alg, kid ? h.nodes[kid].str : NULL, kid ? h.nodes[kid].len : 0,
-                           (const unsigned char *)jws, (size_t)(d2 - jws), sig, sig_len, err);
-    json_doc_free(&h);
-    if (st != IAM_OK)
-        return st;
-    out->alg = alg;
-    out->payload = payload_buf;
-    out->payload_len = plen;
-    return IAM_OK;
+    st = verify_rest(jws, len, d1, d2, ks, alg, kid ? h.nodes[kid].str : NULL,
+                     kid ? h.nodes[kid].len : 0, payload_buf, out, err);
+    json_doc_free(&h); /* after: kid points into the header's storage */
+    return st;
 }
 
 iam_status iam_jws_verify(const char *jws, size_t len, const iam_keyset *ks, char **payload,
