@@ -54,7 +54,7 @@ static char *read_stream(FILE *f, size_t limit, size_t *len)
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
         if (got == 0 || n > limit)
-            break;
+            break; /* n > limit tells the caller the input was cut */
         if (n == cap) {
             char *bigger = realloc(buf, cap * 2 + 1);
             if (!bigger) {
@@ -72,20 +72,21 @@ static char *read_stream(FILE *f, size_t limit, size_t *len)
     return buf;
 }
 
-/* Reads a whole file of at most `limit` bytes; NULL with errno-based message otherwise. */
-static char *read_file(const char *path, size_t limit, size_t *len)
+/* Reads a whole file of at most `limit` bytes; NULL with a message otherwise. Messages
+ * name the option (`what`), never the value given: a mistyped argument may be a secret. */
+static char *read_file(const char *path, const char *what, size_t limit, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "iamctl: cannot read %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "iamctl: cannot read the %s file: %s\n", what, strerror(errno));
         return NULL;
     }
     char *buf = read_stream(f, limit, len);
     fclose(f);
     if (!buf)
-        fprintf(stderr, "iamctl: out of memory reading %s\n", path);
+        fprintf(stderr, "iamctl: out of memory reading the %s file\n", what);
     else if (*len > limit) {
-        fprintf(stderr, "iamctl: %s is larger than %zu bytes\n", path, limit);
+        fprintf(stderr, "iamctl: the %s file is larger than %zu bytes\n", what, limit);
         free(buf);
         buf = NULL;
     }
@@ -103,9 +104,10 @@ static void trim_trailing_space(char *s, size_t *len)
 static char *token_arg(const char *arg, size_t *len)
 {
     if (strcmp(arg, "-") == 0) {
-        /* Read a little past the limit so an oversized token is reported as too_large. */
+        /* Read a little past the limit so an oversized input is reported as too_large:
+         * whatever lies past the limit is never looked at, and never trimmed away. */
         char *t = read_stream(stdin, IAM_MAX_TOKEN_BYTES + 16, len);
-        if (t)
+        if (t && *len <= IAM_MAX_TOKEN_BYTES + 16)
             trim_trailing_space(t, len);
         return t;
     }
@@ -116,6 +118,8 @@ static char *token_arg(const char *arg, size_t *len)
 static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     char *end;
+    if (!((s[0] >= '0' && s[0] <= '9') || s[0] == '-')) /* strtoll would skip spaces, take '+' */
+        return false;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < min || v > max)
@@ -133,7 +137,7 @@ static int key_error(const char *what, const iam_error *e)
 static int add_key_file(iam_keyset *ks, const char *kind, const char *path)
 {
     size_t len;
-    char *text = read_file(path, IAM_MAX_JWKS_BYTES, &len);
+    char *text = read_file(path, kind, IAM_MAX_JWKS_BYTES, &len);
     if (!text)
         return EXIT_USAGE;
     iam_error e = {0};
@@ -143,7 +147,7 @@ static int add_key_file(iam_keyset *ks, const char *kind, const char *path)
         st = iam_keyset_add_jwks(ks, text, len, &added, &skipped, &e);
         if (st == IAM_OK && added == 0) {
             free(text);
-            fprintf(stderr, "iamctl: %s holds no usable key (%zu skipped)\n", path, skipped);
+            fprintf(stderr, "iamctl: the jwks file holds no usable key (%zu skipped)\n", skipped);
             return EXIT_USAGE;
         }
     } else if (strcmp(kind, "jwk") == 0) {
@@ -152,7 +156,7 @@ static int add_key_file(iam_keyset *ks, const char *kind, const char *path)
         st = iam_keyset_add_pem(ks, text, len, NULL, &e);
     }
     free(text);
-    return st == IAM_OK ? 0 : key_error(path, &e);
+    return st == IAM_OK ? 0 : key_error(kind, &e);
 }
 
 static int add_secret(iam_keyset *ks, const char *secret, size_t len)
@@ -164,7 +168,7 @@ static int add_secret(iam_keyset *ks, const char *secret, size_t len)
 static int add_secret_file(iam_keyset *ks, const char *path)
 {
     size_t len;
-    char *text = read_file(path, IAM_MAX_HMAC_KEY_BYTES + 2, &len);
+    char *text = read_file(path, "secret", IAM_MAX_HMAC_KEY_BYTES + 2, &len);
     if (!text)
         return EXIT_USAGE;
     if (len > 0 && text[len - 1] == '\n')
@@ -218,11 +222,11 @@ static int cmd_verify(int argc, char **argv)
             opts.issuer = v, i++;
         } else if (strcmp(a, "--leeway") == 0) {
             if (!parse_int64(v, 0, 86400, &opts.leeway_s))
-                rc = usage_error("--leeway needs whole seconds from 0 to 86400, not '%s'", v);
+                rc = usage_error("%s", "--leeway needs whole seconds from 0 to 86400");
             i++;
         } else if (strcmp(a, "--now") == 0) {
             if (!parse_int64(v, 0, (int64_t)IAM_MAX_NUMERIC_DATE, &now))
-                rc = usage_error("--now needs seconds since the epoch, not '%s'", v);
+                rc = usage_error("%s", "--now needs whole seconds since the epoch");
             i++;
         } else if (takes_value) {
             rc = usage_error("unknown option %s", a);

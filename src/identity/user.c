@@ -189,8 +189,9 @@ iam_status user_from_claims(const json_doc *d, const claim_index *ix, const char
 
     int64_t version = 1;
     if (r.token_version) {
-        if (!json_integer(d, r.token_version, (uint64_t)IAM_MAX_INTEGER_ID, &version) || version < 0)
-            return iam_fail(err, IAM_E_INVALID_CLAIM, "\"token_version\" must be a non-negative integer");
+        if (!json_integer(d, r.token_version, INT32_MAX, &version) || version < 0)
+            return iam_fail(err, IAM_E_INVALID_CLAIM,
+                            "\"token_version\" must be an integer from 0 to 2^31-1");
     }
     bool mfa = false;
     if (r.mfa_verified) {

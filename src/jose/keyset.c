@@ -200,9 +200,40 @@ static iam_status adopt_pkey(iam_key *k, EVP_PKEY *pkey, iam_error *err)
         k->curve_nid = nid;
         return IAM_OK;
     }
-    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED25519: {
+        /* A small-order public key (identity, order 2/4/8) lets a fixed "signature" verify
+         * every message: refuse the known encodings, with either sign bit. Checked with an
+         * independent point-order computation when this list was written. */
+        static const unsigned char SMALL_ORDER[][32] = {
+            {0x01},                                                 /* identity */
+            {0},                                                    /* order 4 */
+            {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+             0xff, 0xff, 0xff, 0x7f},                               /* p-1: order 2 */
+            {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+             0xff, 0xff, 0xff, 0x7f},                               /* p: order 4 */
+            {0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+             0xff, 0xff, 0xff, 0x7f},                               /* p+1: identity */
+            {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+             0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+             0x92, 0xac, 0x03, 0x7a},                               /* order 8 */
+            {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+             0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+             0x6d, 0x53, 0xfc, 0x05},                               /* order 8 */
+        };
+        unsigned char raw[32];
+        size_t raw_len = sizeof raw;
+        if (EVP_PKEY_get_raw_public_key(pkey, raw, &raw_len) != 1 || raw_len != 32)
+            return iam_fail(err, IAM_E_BAD_KEY, "Ed25519 key could not be read");
+        raw[31] &= 0x7f;
+        for (size_t i = 0; i < sizeof SMALL_ORDER / sizeof SMALL_ORDER[0]; i++)
+            if (memcmp(raw, SMALL_ORDER[i], 32) == 0)
+                return iam_fail(err, IAM_E_BAD_KEY, "Ed25519 public key has small order");
         k->type = KEY_ED25519;
         return IAM_OK;
+    }
     default:
         return iam_fail(err, IAM_E_BAD_KEY, "public key type is not RSA, EC or Ed25519");
     }
@@ -537,8 +568,12 @@ iam_status iam_keyset_add_jwks(iam_keyset *ks, const char *json, size_t len, siz
          m++, i = json_next_sibling(&d, i)) {
         iam_key k = {0};
         /* An unsupported or malformed key is skipped on its own (its reason is not an
-         * error of the document). */
-        if (jwk_load(&k, &d, i, NULL) == IAM_OK && keyset_push(ks, &k, NULL) == IAM_OK) {
+         * error of the document). A JWKS is public: an "oct" member would be an HMAC secret
+         * anyone can read, so it is never taken from one (iam_keyset_add_jwk still takes a
+         * single oct JWK the caller hands over deliberately). */
+        size_t kty = json_get(&d, i, "kty");
+        bool secret = kty && json_str_eq(&d, kty, "oct");
+        if (!secret && jwk_load(&k, &d, i, NULL) == IAM_OK && keyset_push(ks, &k, NULL) == IAM_OK) {
             n_added++;
         } else {
             key_clear(&k);

@@ -528,6 +528,26 @@ def t_secret_never_on_stderr():
 
 # --------------------------------------------------------------------------- main
 
+def t_stdin_past_limit_is_too_large():
+    # A valid token followed by more than the limit of input: what lies past the limit is
+    # never ignored (it used to be cut off and the token accepted).
+    tok = mint_hs256(platform_claims())
+    data = (tok + "\n" * 20000 + "NOT-A-TOKEN.x.y").encode()
+    r = run("verify", "--secret", SECRET, "--now", str(NOW), "-", stdin=data)
+    expect_rejected(r, "too_large")
+
+
+def t_option_values_never_echoed():
+    # A token or secret mistakenly passed as an option value must not reach stderr.
+    tok = mint_hs256(platform_claims())
+    for opt in ("--leeway", "--now", "--jwks", "--pem", "--secret-file"):
+        r = run("verify", "--secret", SECRET, opt, tok, tok)
+        check(r.code == 2, "%s with a token as value: expected exit 2" % opt, r)
+        check(tok not in r.err and tok[-20:] not in r.err, "%s echoed its value" % opt, r)
+    r = run("verify", "--secret", SECRET, "--leeway", " 5", tok)
+    check(r.code == 2, "--leeway ' 5' must be refused", r)
+
+
 def main():
     global IAMCTL, TMP
     if len(sys.argv) != 2:
@@ -568,6 +588,8 @@ def main():
             ("demo_version_noargs", t_demo_version_noargs, False),
             ("messages_carry_no_token", t_messages_carry_no_token, False),
             ("secret_never_on_stderr", t_secret_never_on_stderr, False),
+            ("stdin_past_limit_is_too_large", t_stdin_past_limit_is_too_large, False),
+            ("option_values_never_echoed", t_option_values_never_echoed, False),
         ]
         for name, fn, needs_keys in tests:
             try:
