@@ -4,7 +4,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
-  ./scripts/install-deps.sh >/dev/null
+  ./scripts/install-deps.sh
 fi
 cmake -S . -B build/normal -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/normal -j "$(nproc)" --target iamctl >/dev/null

@@ -34,6 +34,9 @@ ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1
 
 if [ "$fuzz_seconds" != "0" ]; then
   echo "== [fuzz] each target for ${fuzz_seconds}s (clang, libFuzzer, ASan+UBSan)"
-  FUZZ_SECONDS="$fuzz_seconds" ./fuzz/run.sh build/fuzz
+  fuzz_work="$(mktemp -d)"
+  FUZZ_SECONDS="$fuzz_seconds" FUZZ_WORK_DIR="$fuzz_work" ./fuzz/run.sh build/fuzz ||
+    { echo "fuzz findings kept in $fuzz_work"; exit 1; }
+  rm -rf "$fuzz_work"
 fi
 echo "== all test stages passed"

@@ -18,18 +18,52 @@ static const struct {
 };
 #undef CLAIM
 
+/* Position in CLAIMS of the name (len, first byte, last byte), or -1. A claim set has ~17
+ * members; this keeps locating them to a few compares each instead of a table scan. */
+static int claim_slot(const char *name, size_t len)
+{
+    if (len < 3 || len > 13)
+        return -1;
+    unsigned key = (unsigned)len << 16 | (unsigned)(unsigned char)name[0] << 8 |
+                   (unsigned char)name[len - 1];
+#define K(l, a, z) ((unsigned)(l) << 16 | (unsigned)(a) << 8 | (unsigned)(z))
+    int slot;
+    switch (key) {
+    case K(3, 's', 'b'): slot = 0; break;  /* sub */
+    case K(3, 'e', 'p'): slot = 1; break;  /* exp */
+    case K(4, 't', 'e'): slot = 2; break;  /* type */
+    case K(3, 'i', 's'): slot = 3; break;  /* iss */
+    case K(3, 'a', 'd'): slot = 4; break;  /* aud */
+    case K(3, 'j', 'i'): slot = 5; break;  /* jti */
+    case K(5, 'e', 'l'): slot = 6; break;  /* email */
+    case K(5, 'r', 's'): slot = 7; break;  /* roles */
+    case K(11, 'p', 's'): slot = 8; break; /* permissions */
+    case K(6, 'o', 'd'): slot = 9; break;  /* org_id */
+    case K(8, 'o', 'e'): slot = 10; break; /* org_role */
+    case K(7, 't', 'd'): slot = 11; break; /* team_id */
+    case K(9, 't', 'e'): slot = 12; break; /* team_role */
+    case K(11, 'a', 'd'): slot = 13; break; /* auth_method */
+    case K(10, 'i', 'd'): slot = 14; break; /* idp_org_id */
+    case K(13, 't', 'n'): slot = 15; break; /* token_version */
+    case K(12, 'm', 'd'): slot = 16; break; /* mfa_verified */
+    case K(3, 'n', 'f'): slot = 17; break;  /* nbf */
+    case K(3, 'i', 't'): slot = 18; break;  /* iat */
+    case K(9, 'c', 'd'): slot = 19; break;  /* client_id */
+    case K(6, 's', 's'): slot = 20; break;  /* scopes */
+    default: return -1;
+    }
+#undef K
+    return memcmp(name, CLAIMS[slot].name, len) == 0 ? slot : -1;
+}
+
 void claims_index(const json_doc *d, claim_index *ix)
 {
     memset(ix, 0, sizeof *ix);
     for (size_t k = 1, m = 0; m < d->nodes[0].len; m++, k = d->nodes[k + 1].next) {
         const json_node *key = &d->nodes[k];
-        for (size_t f = 0; f < sizeof CLAIMS / sizeof CLAIMS[0]; f++) {
-            if (key->len == CLAIMS[f].len && key->str[0] == CLAIMS[f].name[0] &&
-                memcmp(key->str, CLAIMS[f].name, key->len) == 0) {
-                *(size_t *)(void *)((char *)ix + CLAIMS[f].offset) = k + 1;
-                break;
-            }
-        }
+        int slot = claim_slot(key->str, key->len);
+        if (slot >= 0)
+            *(size_t *)(void *)((char *)ix + CLAIMS[slot].offset) = k + 1;
     }
 }
 
