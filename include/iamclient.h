@@ -91,7 +91,8 @@ typedef enum iam_status {
     IAM_E_WRONG_TYPE = -11,      /* `type` claim (or `typ` header) is not an access token */
     IAM_E_MISSING_CLAIM = -12,   /* a required claim is absent */
     IAM_E_INVALID_CLAIM = -13,   /* a claim has the wrong JSON type or an out-of-range value */
-    IAM_E_REVOKED = -14,         /* the token's jti is revoked */
+    IAM_E_REVOKED = -14,         /* the token's jti (or its user's session) is revoked */
+    IAM_E_WRONG_TENANT = -15,    /* the user does not belong to the required organisation */
     /* The answer could not be obtained; the token is NOT known to be invalid. */
     IAM_E_UNAVAILABLE = -20,
     /* Caller or configuration errors. */
@@ -298,6 +299,175 @@ IAM_EXTERN const char *iam_user_payload(const iam_user *u, size_t *len);
  * Caller frees with iam_free. NULL on OOM.
  */
 IAM_EXTERN char *iam_user_to_json(const iam_user *u);
+
+/* ------------------------------------------------------------------------- */
+/* The client: resolution pipeline with an in-process cache                  */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A client resolves tokens to user contexts through tiers, answering almost every
+ * request from memory:
+ *
+ *   L1 in-process cache ─hit─► user        (caller's thread; no syscall, sharded locks)
+ *        │ miss (concurrent misses of one token are coalesced into one resolution)
+ *        ▼
+ *   local verification (keys held)         (caller's thread)
+ *        ▼
+ *   store in L1 with TTL <= exp and <= max staleness; refusals cached briefly;
+ *   revoked tokens never cached as valid
+ *
+ * Network tiers (Redis, the auth service) run on the client's one I/O thread (a libuv
+ * loop) and arrive in later releases; their URLs are validated and recorded today.
+ * A client is thread-safe: every function may be called from any thread.
+ */
+typedef struct iam_client iam_client;
+
+typedef enum iam_mode {
+    /** Verify locally; fall back to the network tiers only when no key can decide (default). */
+    IAM_MODE_LOCAL_FIRST = 0,
+    /** The auth service is the authority (compute nodes holding no key). Needs the auth tier. */
+    IAM_MODE_CENTRAL = 1,
+    /** No network at all: local keys and the in-process cache only. */
+    IAM_MODE_LOCAL_ONLY = 2
+} iam_mode;
+
+/** Defaults of iam_client_options (iam_client_options_init). */
+#define IAM_DEFAULT_CACHE_ENTRIES 100000
+#define IAM_DEFAULT_CACHE_BYTES (64u * 1024 * 1024)
+#define IAM_DEFAULT_CACHE_TTL_S 300       /* max staleness of a cached answer */
+#define IAM_DEFAULT_NEGATIVE_TTL_S 10     /* how long a refusal is remembered */
+#define IAM_DEFAULT_REVOCATION_TTL_S 3600 /* how long a revoked jti stays marked */
+/** Most revoked-jti marks held; beyond it the oldest mark is dropped (counted). */
+#define IAM_MAX_REVOCATION_MARKS 100000
+/** Longest URL accepted in options. */
+#define IAM_MAX_URL_BYTES 2048
+
+typedef struct iam_client_options {
+    iam_mode mode;
+    /* Keys. Any combination; at least one way to verify a token is required. */
+    const char *jwt_secret;    /* HS256/384/512 shared secret (>= 32 bytes); NUL-terminated */
+    const char *jwks_file;     /* a JWKS document on disk */
+    const char *pem_file;      /* a PEM public key on disk */
+    iam_keyset *keys;          /* extra keys (retained by the client) */
+    /* Claim policy (NULL: platform defaults). */
+    const char *audience;
+    const char *issuer;
+    int64_t leeway_s;
+    /* Network tiers (validated now; used by the Redis and auth-service tiers). */
+    const char *auth_url;      /* http(s)://host[:port][/path] */
+    const char *jwks_url;      /* http(s)://… */
+    const char *redis_url;     /* redis://, rediss://, unix:// */
+    /* The in-process cache. 0 means the default; cache_max_entries = SIZE_MAX disables nothing. */
+    size_t cache_max_entries;
+    size_t cache_max_bytes;
+    int64_t cache_ttl_s;       /* upper bound on how long an answer is reused (max staleness) */
+    int64_t negative_ttl_s;    /* how long a refusal is remembered; -1 disables negative entries */
+    int64_t revocation_ttl_s;  /* how long a revoked jti stays marked (> token lifetime) */
+    bool cache_disabled;       /* every request is resolved (still coalesced) */
+    /* Time source in milliseconds since the epoch (tests); NULL: the system clock. */
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
+} iam_client_options;
+
+/** Fills o with the defaults (all zero/NULL except the mode). */
+IAM_EXTERN void iam_client_options_init(iam_client_options *o);
+
+/**
+ * Overlays settings from the environment: IAM_MODE (local-first|central|local-only),
+ * IAM_JWT_SECRET, IAM_JWKS_FILE, IAM_PEM_FILE, IAM_AUDIENCE, IAM_ISSUER, IAM_LEEWAY_S,
+ * IAM_AUTH_URL, IAM_JWKS_URL, IAM_REDIS_URL, IAM_CACHE_ENTRIES, IAM_CACHE_BYTES,
+ * IAM_CACHE_TTL_S, IAM_NEGATIVE_TTL_S. Strings point into the environment (keep it
+ * unchanged until iam_client_new returns). A malformed value is IAM_E_CONFIG naming the
+ * variable (never echoing its value).
+ */
+IAM_EXTERN iam_status iam_client_options_from_env(iam_client_options *o, iam_error *err);
+
+/**
+ * Creates a client. A configuration that cannot work fails here with IAM_E_CONFIG and a
+ * message saying why (no key and no way to fetch one, a secret shorter than 32 bytes, a
+ * malformed URL, an unreadable key file, a mode this build cannot serve) — never later as
+ * "unauthorized" on every request. Starts the client's I/O thread. Caller owns *out.
+ */
+IAM_EXTERN iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_error *err);
+
+/** Stops the I/O thread and frees the client. No call may be in progress or follow. */
+IAM_EXTERN void iam_client_free(iam_client *c);
+
+/** Per-request context. NULL fields mean the client's settings. */
+typedef struct iam_resolve_options {
+    const char *audience;     /* overrides the client's audience for this request */
+    const char *required_org; /* tenant isolation: refuse (IAM_E_WRONG_TENANT) other orgs */
+} iam_resolve_options;
+
+/**
+ * Resolves a token (blocking; a wait on the asynchronous call). Safe from any number of
+ * threads. On IAM_OK *out holds a reference (caller releases). Refusals are the rejection
+ * codes; IAM_E_UNAVAILABLE means no answer could be obtained (never cached).
+ */
+IAM_EXTERN iam_status iam_client_resolve(iam_client *c, const char *token, size_t len,
+                                         const iam_resolve_options *ro, iam_user **out,
+                                         iam_error *err);
+
+/**
+ * Completion of an asynchronous resolution. `user` is NULL unless status is IAM_OK; the
+ * callback owns that reference. `err` is valid only during the call.
+ */
+typedef void (*iam_resolve_cb)(void *arg, iam_status status, iam_user *user, const iam_error *err);
+
+/**
+ * Starts a resolution and returns at once. The callback runs exactly once: on the calling
+ * thread before this returns when the answer is local (cache hit, local verification), or
+ * later on another thread (the I/O thread, or the thread completing a coalesced resolution).
+ * The token is copied. Returns IAM_OK when the callback has been or will be called;
+ * otherwise (invalid arguments) the callback is not called.
+ */
+IAM_EXTERN iam_status iam_client_resolve_async(iam_client *c, const char *token, size_t len,
+                                               const iam_resolve_options *ro, iam_resolve_cb cb,
+                                               void *arg);
+
+/* Invalidation. Each returns the number of cached entries removed. A revoked jti is also
+ * marked so that the token is refused (IAM_E_REVOKED) and never cached again for
+ * revocation_ttl_s; resolutions in flight when an invalidation lands are not cached. */
+IAM_EXTERN size_t iam_client_invalidate_token(iam_client *c, const char *token, size_t len);
+IAM_EXTERN size_t iam_client_invalidate_user(iam_client *c, const char *user_id);
+IAM_EXTERN size_t iam_client_revoke_jti(iam_client *c, const char *jti);
+IAM_EXTERN size_t iam_client_invalidate_all(iam_client *c);
+
+/** Latency histogram: bucket i counts durations in [2^i, 2^(i+1)) ns; the last is open-ended. */
+#define IAM_LATENCY_BUCKETS 32
+typedef struct iam_latency {
+    uint64_t count;
+    uint64_t sum_ns;
+    uint64_t buckets[IAM_LATENCY_BUCKETS];
+} iam_latency;
+
+/** Number of slots in iam_client_stats.rejected: indexed by -status. */
+#define IAM_STATUS_SLOTS 40
+
+typedef struct iam_client_stats {
+    /* L1 in-process cache */
+    uint64_t l1_hits;            /* answered from a positive entry */
+    uint64_t l1_negative_hits;   /* refused from a remembered refusal */
+    uint64_t l1_misses;
+    uint64_t l1_entries, l1_bytes;
+    uint64_t l1_evictions_capacity, l1_evictions_expired, l1_evictions_invalidated;
+    /* resolution */
+    uint64_t coalesced;          /* requests that waited for another's resolution */
+    uint64_t verifications;      /* local verifications performed */
+    uint64_t accepted;
+    uint64_t rejected[IAM_STATUS_SLOTS]; /* by reason: rejected[-IAM_E_EXPIRED] … */
+    uint64_t revocation_marks;
+    uint64_t network_calls;      /* Redis / auth service (later tiers) */
+    /* latencies: hits are sampled 1 in 64 to keep the clock off the hot path */
+    iam_latency hit_latency, verify_latency;
+} iam_client_stats;
+
+/** A consistent-enough snapshot (counters are summed over shards without a global lock). */
+IAM_EXTERN void iam_client_stats_get(iam_client *c, iam_client_stats *out);
+/** The statistics as one JSON object. Caller frees with iam_free. */
+IAM_EXTERN char *iam_client_stats_json(iam_client *c);
+/** The statistics in Prometheus text exposition format. Caller frees with iam_free. */
+IAM_EXTERN char *iam_client_metrics_prometheus(iam_client *c);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,7 @@ static const status_text STATUS_TEXTS[] = {
     {IAM_E_MISSING_CLAIM, "missing_claim", "a required claim is missing"},
     {IAM_E_INVALID_CLAIM, "invalid_claim", "a claim has an invalid type or value"},
     {IAM_E_REVOKED, "revoked", "token has been revoked"},
+    {IAM_E_WRONG_TENANT, "wrong_tenant", "user does not belong to the required organisation"},
     {IAM_E_UNAVAILABLE, "unavailable", "the answer could not be obtained"},
     {IAM_E_INVALID_ARGUMENT, "invalid_argument", "invalid argument"},
     {IAM_E_BAD_KEY, "bad_key", "key is malformed or unsupported"},
@@ -57,7 +58,7 @@ const char *iam_strerror(iam_status status)
 
 bool iam_status_is_rejection(iam_status status)
 {
-    return status <= IAM_E_MALFORMED && status >= IAM_E_REVOKED;
+    return status <= IAM_E_MALFORMED && status >= IAM_E_WRONG_TENANT;
 }
 
 iam_status iam_fail(iam_error *err, iam_status code, const char *fmt, ...)

@@ -84,6 +84,14 @@ hmac_states *hmac_states_new(const unsigned char *secret, size_t len)
     return s;
 }
 
+hmac_states *hmac_states_dup(const hmac_states *s)
+{
+    hmac_states *d = OPENSSL_malloc(sizeof *d);
+    if (d)
+        memcpy(d, s, sizeof *d);
+    return d;
+}
+
 void hmac_states_free(hmac_states *s)
 {
     if (s)

@@ -65,6 +65,7 @@ struct iam_keyset {
 /* hmac.c */
 hmac_states *hmac_states_new(const unsigned char *secret, size_t len);
 void hmac_states_free(hmac_states *s);
+hmac_states *hmac_states_dup(const hmac_states *s);
 /** Constant-time check that sig is the HMAC of msg under the states, for hash h. */
 bool hmac_verify(const hmac_states *s, hash_id h, const unsigned char *msg, size_t len,
                  const unsigned char *sig, size_t sig_len);
@@ -76,6 +77,8 @@ size_t hmac_compute(const hmac_states *s, hash_id h, const unsigned char *msg, s
 iam_status key_verify(const iam_keyset *ks, const iam_key *k, const alg_info *alg,
                       const unsigned char *input, size_t input_len, const unsigned char *sig,
                       size_t sig_len);
+/** Appends copies of src's keys to dst (sharing the parsed public keys). */
+iam_status keyset_merge(iam_keyset *dst, const iam_keyset *src, iam_error *err);
 /** Whether key k may verify alg (type, curve, JWK alg restriction, HMAC size). */
 bool key_fits_alg(const iam_key *k, const alg_info *alg);
 

@@ -674,3 +674,40 @@ iam_status key_verify(const iam_keyset *ks, const iam_key *k, const alg_info *al
     ERR_clear_error();
     return st;
 }
+
+/* ------------------------------------------------------------------ copying */
+
+iam_status keyset_merge(iam_keyset *dst, const iam_keyset *src, iam_error *err)
+{
+    if (src->count > IAM_MAX_KEYS - dst->count)
+        return iam_fail(err, IAM_E_TOO_LARGE, "more than %d keys in all", IAM_MAX_KEYS);
+    for (size_t i = 0; i < src->count; i++) {
+        const iam_key *from = &src->keys[i];
+        iam_key k = {0};
+        k.type = from->type;
+        k.alg = from->alg;
+        k.curve_nid = from->curve_nid;
+        k.coord_bytes = from->coord_bytes;
+        k.rsa_bits = from->rsa_bits;
+        k.secret_len = from->secret_len;
+        iam_status st = set_kid(&k, from->kid, from->kid_len, err);
+        if (st == IAM_OK && from->pkey) {
+            if (EVP_PKEY_up_ref(from->pkey) != 1)
+                st = iam_fail(err, IAM_E_INTERNAL, "key reference failed");
+            else
+                k.pkey = from->pkey;
+        }
+        if (st == IAM_OK && from->hmac) {
+            k.hmac = hmac_states_dup(from->hmac);
+            if (!k.hmac)
+                st = iam_fail(err, IAM_E_NOMEM, "out of memory");
+        }
+        if (st != IAM_OK) {
+            key_clear(&k);
+            return st;
+        }
+        if ((st = keyset_push(dst, &k, err)) != IAM_OK)
+            return st;
+    }
+    return IAM_OK;
+}

@@ -1,0 +1,419 @@
+/* l1.c — the sharded in-process cache (see l1.h). */
+#include "cache/l1.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+uint64_t l1_hash(const l1_cache *c, const char *token, size_t len)
+{
+    /* Four independent lanes over every 8-byte word, keyed by a per-cache random seed:
+     * the whole token counts (no attacker-chosen prefix or suffix collides for free) and
+     * the lanes keep the multiplies from forming one long dependency chain. */
+    const uint64_t k = 0x9E3779B97F4A7C15ULL;
+    uint64_t a = c->seed ^ len, b = c->seed + k, d = c->seed * k, e = ~c->seed;
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        uint64_t w[4];
+        memcpy(w, token + i, 32);
+        a = (a ^ w[0]) * k;
+        b = (b ^ w[1]) * k;
+        d = (d ^ w[2]) * k;
+        e = (e ^ w[3]) * k;
+    }
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, token + i, 8);
+        a = (a ^ w) * k;
+        a ^= a >> 29;
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, token + i, len - i);
+    b = (b ^ tail) * k;
+    return mix(a ^ mix(b) ^ (d << 1) ^ mix(e + len));
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+void latency_record(iam_latency *h, uint64_t ns)
+{
+    int b = ns ? 63 - __builtin_clzll(ns) : 0;
+    if (b >= IAM_LATENCY_BUCKETS)
+        b = IAM_LATENCY_BUCKETS - 1;
+    h->buckets[b]++;
+    h->count++;
+    h->sum_ns += ns;
+}
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t p = 16;
+    while (p < n && p < ((size_t)1 << 40))
+        p <<= 1;
+    return p;
+}
+
+iam_status l1_init(l1_cache *c, size_t max_entries, size_t max_bytes, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->seed = seed;
+    c->shards = aligned_alloc(64, sizeof(l1_shard) * L1_SHARDS);
+    if (!c->shards)
+        return IAM_E_NOMEM;
+    memset(c->shards, 0, sizeof(l1_shard) * L1_SHARDS);
+    size_t per_count = max_entries / L1_SHARDS + 1, per_bytes = max_bytes / L1_SHARDS + 1;
+    size_t nb = pow2_at_least(per_count < (1u << 20) ? per_count : (1u << 20));
+    for (size_t i = 0; i < L1_SHARDS; i++) {
+        l1_shard *sh = &c->shards[i];
+        pthread_mutex_init(&sh->lock, NULL);
+        sh->lru.next = sh->lru.prev = &sh->lru;
+        sh->max_count = per_count;
+        sh->max_bytes = per_bytes;
+        sh->mask = nb - 1;
+        sh->buckets = calloc(nb, sizeof *sh->buckets);
+        if (!sh->buckets) {
+            l1_destroy(c);
+            return IAM_E_NOMEM;
+        }
+    }
+    return IAM_OK;
+}
+
+static void unlink_entry(l1_shard *sh, l1_entry *e)
+{
+    l1_entry **pp = &sh->buckets[e->hash & sh->mask];
+    while (*pp != e)
+        pp = &(*pp)->chain;
+    *pp = e->chain;
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+    sh->count--;
+    sh->bytes -= e->bytes;
+}
+
+/* Unlinks under the lock; the caller frees after unlocking (user release may free). */
+static void free_entry(l1_entry *e)
+{
+    iam_user_release(e->user);
+    free(e);
+}
+
+void l1_destroy(l1_cache *c)
+{
+    if (!c->shards)
+        return;
+    for (size_t i = 0; i < L1_SHARDS; i++) {
+        l1_shard *sh = &c->shards[i];
+        if (sh->buckets) {
+            for (l1_entry *e = sh->lru.next; e && e != &sh->lru;) {
+                l1_entry *n = e->next;
+                free_entry(e);
+                e = n;
+            }
+        }
+        free(sh->buckets);
+        pthread_mutex_destroy(&sh->lock);
+    }
+    free(c->shards);
+    c->shards = NULL;
+}
+
+static inline l1_shard *shard_of(l1_cache *c, uint64_t hash)
+{
+    return &c->shards[(hash >> 58) & (L1_SHARDS - 1)];
+}
+
+l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token, size_t len,
+                     int64_t now_ms, bool use_entries, l1_waiter *waiter, l1_flight *flight,
+                     iam_user **user, iam_status *refusal)
+{
+    l1_shard *sh = shard_of(c, hash);
+    bool timed = (atomic_fetch_add_explicit(&sh->sample, 1, memory_order_relaxed) & 63) == 0;
+    uint64_t t0 = timed ? now_ns() : 0;
+    l1_entry *stale = NULL;
+    pthread_mutex_lock(&sh->lock);
+    if (use_entries) {
+        for (l1_entry *e = sh->buckets[hash & sh->mask]; e; e = e->chain) {
+            if (e->hash != hash || e->ctx != ctx || e->len != len || memcmp(e->token, token, len) != 0)
+                continue;
+            if (now_ms >= e->expires_ms) { /* expiry is checked on every hit */
+                unlink_entry(sh, e);
+                sh->evicted_expired++;
+                stale = e;
+                break;
+            }
+            /* most recently used first */
+            e->prev->next = e->next;
+            e->next->prev = e->prev;
+            e->next = sh->lru.next;
+            e->prev = &sh->lru;
+            sh->lru.next->prev = e;
+            sh->lru.next = e;
+            if (e->user) {
+                *user = iam_user_retain(e->user);
+                sh->hits++;
+                if (timed)
+                    latency_record(&sh->hit_latency, now_ns() - t0);
+                pthread_mutex_unlock(&sh->lock);
+                return L1_HIT;
+            }
+            *refusal = e->refusal;
+            sh->negative_hits++;
+            pthread_mutex_unlock(&sh->lock);
+            return L1_REFUSED;
+        }
+    }
+    for (l1_flight *f = sh->flights; f; f = f->next) {
+        if (f->hash == hash && f->ctx == ctx && f->len == len && memcmp(f->token, token, len) == 0) {
+            if (!waiter) {
+                pthread_mutex_unlock(&sh->lock);
+                if (stale)
+                    free_entry(stale);
+                return L1_BUSY;
+            }
+            waiter->next = f->waiters;
+            f->waiters = waiter;
+            sh->coalesced++;
+            pthread_mutex_unlock(&sh->lock);
+            if (stale)
+                free_entry(stale);
+            return L1_JOINED;
+        }
+    }
+    /* A miss: register the caller's flight in the same critical section, so that a second
+     * request for the token from now on joins it instead of resolving again. */
+    flight->hash = hash;
+    flight->ctx = ctx;
+    flight->len = len;
+    flight->token = token;
+    flight->waiters = NULL;
+    flight->next = sh->flights;
+    sh->flights = flight;
+    sh->misses++;
+    pthread_mutex_unlock(&sh->lock);
+    if (stale)
+        free_entry(stale);
+    return L1_LEAD;
+}
+
+/* Evicts least recently used entries until the shard fits its bounds; collects them. */
+static l1_entry *make_room(l1_shard *sh, size_t need_bytes)
+{
+    l1_entry *victims = NULL;
+    while (sh->count > 0 && (sh->count + 1 > sh->max_count || sh->bytes + need_bytes > sh->max_bytes)) {
+        l1_entry *e = sh->lru.prev;
+        unlink_entry(sh, e);
+        sh->evicted_capacity++;
+        e->chain = victims;
+        victims = e;
+    }
+    return victims;
+}
+
+l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
+                     iam_status refusal, int64_t expires_ms, bool (*veto)(void *arg),
+                     void *veto_arg)
+{
+    l1_shard *sh = shard_of(c, flight->hash);
+    l1_entry *e = NULL, *victims = NULL, *replaced = NULL;
+    if (store) {
+        size_t user_bytes = 0;
+        if (user)
+            iam_user_payload(user, &user_bytes);
+        size_t bytes = sizeof *e + flight->len + (user ? 2 * user_bytes + 256 : 0);
+        e = malloc(sizeof *e + flight->len);
+        if (e) {
+            e->hash = flight->hash;
+            e->ctx = flight->ctx;
+            e->len = flight->len;
+            e->expires_ms = expires_ms;
+            e->user = user ? iam_user_retain(user) : NULL;
+            e->refusal = refusal;
+            e->bytes = bytes;
+            memcpy(e->token, flight->token, flight->len);
+        }
+    }
+    pthread_mutex_lock(&sh->lock);
+    for (l1_flight **pp = &sh->flights; *pp; pp = &(*pp)->next)
+        if (*pp == flight) {
+            *pp = flight->next;
+            break;
+        }
+    if (e && veto && veto(veto_arg)) {
+        /* not cached; freed below */
+    } else if (e && e->bytes <= sh->max_bytes) {
+        /* An entry for the same token and context (stored by a resolution that was not
+         * coalesced with this one, e.g. with caching off for a while) is replaced. */
+        for (l1_entry *o = sh->buckets[e->hash & sh->mask]; o; o = o->chain)
+            if (o->hash == e->hash && o->ctx == e->ctx && o->len == e->len &&
+                memcmp(o->token, e->token, e->len) == 0) {
+                unlink_entry(sh, o);
+                replaced = o;
+                break;
+            }
+        victims = make_room(sh, e->bytes);
+        l1_entry **b = &sh->buckets[e->hash & sh->mask];
+        e->chain = *b;
+        *b = e;
+        e->next = sh->lru.next;
+        e->prev = &sh->lru;
+        sh->lru.next->prev = e;
+        sh->lru.next = e;
+        sh->count++;
+        sh->bytes += e->bytes;
+        e = NULL;
+    }
+    l1_waiter *w = flight->waiters;
+    pthread_mutex_unlock(&sh->lock);
+    if (e) /* larger than a whole shard may hold: not cached */
+        free_entry(e);
+    if (replaced)
+        free_entry(replaced);
+    while (victims) {
+        l1_entry *n = victims->chain;
+        free_entry(victims);
+        victims = n;
+    }
+    return w;
+}
+
+size_t l1_remove_token(l1_cache *c, const char *token, size_t len)
+{
+    uint64_t hash = l1_hash(c, token, len);
+    l1_shard *sh = shard_of(c, hash);
+    l1_entry *removed = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&sh->lock);
+    for (l1_entry **pp = &sh->buckets[hash & sh->mask]; *pp;) {
+        l1_entry *e = *pp;
+        if (e->hash == hash && e->len == len && memcmp(e->token, token, len) == 0) {
+            unlink_entry(sh, e); /* rewrites *pp */
+            sh->evicted_invalidated++;
+            e->chain = removed;
+            removed = e;
+            n++;
+        } else {
+            pp = &e->chain;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    while (removed) {
+        l1_entry *next = removed->chain;
+        free_entry(removed);
+        removed = next;
+    }
+    return n;
+}
+
+/* Walks every shard, removing entries that match; frees outside the locks. */
+static size_t remove_matching(l1_cache *c, bool (*match)(const l1_entry *e, const void *arg),
+                              const void *arg, bool expired_reason)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < L1_SHARDS; i++) {
+        l1_shard *sh = &c->shards[i];
+        l1_entry *removed = NULL;
+        pthread_mutex_lock(&sh->lock);
+        for (l1_entry *e = sh->lru.next; e != &sh->lru;) {
+            l1_entry *next = e->next;
+            if (match(e, arg)) {
+                unlink_entry(sh, e);
+                if (expired_reason)
+                    sh->evicted_expired++;
+                else
+                    sh->evicted_invalidated++;
+                e->chain = removed;
+                removed = e;
+                n++;
+            }
+            e = next;
+        }
+        pthread_mutex_unlock(&sh->lock);
+        while (removed) {
+            l1_entry *next = removed->chain;
+            free_entry(removed);
+            removed = next;
+        }
+    }
+    return n;
+}
+
+typedef struct user_pred {
+    bool (*pred)(const iam_user *u, const void *arg);
+    const void *arg;
+} user_pred;
+
+static bool match_user(const l1_entry *e, const void *arg)
+{
+    const user_pred *p = arg;
+    return e->user && p->pred(e->user, p->arg);
+}
+
+size_t l1_remove_if(l1_cache *c, bool (*pred)(const iam_user *u, const void *arg), const void *arg)
+{
+    user_pred p = {pred, arg};
+    return remove_matching(c, match_user, &p, false);
+}
+
+static bool match_all(const l1_entry *e, const void *arg)
+{
+    (void)e, (void)arg;
+    return true;
+}
+
+size_t l1_remove_all(l1_cache *c)
+{
+    return remove_matching(c, match_all, NULL, false);
+}
+
+static bool match_expired(const l1_entry *e, const void *arg)
+{
+    return *(const int64_t *)arg >= e->expires_ms;
+}
+
+size_t l1_sweep(l1_cache *c, int64_t now_ms)
+{
+    return remove_matching(c, match_expired, &now_ms, true);
+}
+
+static void add_latency(iam_latency *to, const iam_latency *from)
+{
+    to->count += from->count;
+    to->sum_ns += from->sum_ns;
+    for (int i = 0; i < IAM_LATENCY_BUCKETS; i++)
+        to->buckets[i] += from->buckets[i];
+}
+
+void l1_stats(l1_cache *c, iam_client_stats *s)
+{
+    for (size_t i = 0; i < L1_SHARDS; i++) {
+        l1_shard *sh = &c->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        s->l1_hits += sh->hits;
+        s->l1_negative_hits += sh->negative_hits;
+        s->l1_misses += sh->misses;
+        s->l1_entries += sh->count;
+        s->l1_bytes += sh->bytes;
+        s->l1_evictions_capacity += sh->evicted_capacity;
+        s->l1_evictions_expired += sh->evicted_expired;
+        s->l1_evictions_invalidated += sh->evicted_invalidated;
+        s->coalesced += sh->coalesced;
+        add_latency(&s->hit_latency, &sh->hit_latency);
+        pthread_mutex_unlock(&sh->lock);
+    }
+}

@@ -1,0 +1,122 @@
+/*
+ * l1.h — the in-process cache: token (in one validation context) -> user context or a
+ * remembered refusal. No I/O. Sharded: each shard has its own lock, LRU list, in-flight
+ * resolutions and counters, on its own cache lines, so hits on different tokens from
+ * different threads share nothing.
+ *
+ * Entries keep the token bytes and are matched on (context, exact bytes): the hash only
+ * picks a bucket, so a collision can cost time, never a wrong answer. Tokens live only in
+ * process memory — never in logs, errors, Redis or metrics.
+ */
+#ifndef IAM_CACHE_L1_H
+#define IAM_CACHE_L1_H
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define L1_SHARDS 64
+
+typedef void (*l1_done_fn)(void *arg, iam_status st, iam_user *user, const iam_error *err);
+
+/* A request waiting for another's resolution of the same token. */
+typedef struct l1_waiter {
+    struct l1_waiter *next;
+    l1_done_fn done;
+    void *arg;
+} l1_waiter;
+
+typedef struct l1_flight {
+    struct l1_flight *next;
+    uint64_t hash, ctx;
+    size_t len;
+    const char *token; /* the leader's copy, valid while the flight is registered */
+    l1_waiter *waiters;
+} l1_flight;
+
+typedef struct l1_entry {
+    struct l1_entry *chain;      /* bucket chain */
+    struct l1_entry *prev, *next; /* LRU: most recently used after the sentinel */
+    uint64_t hash, ctx;
+    int64_t expires_ms;
+    iam_user *user;   /* a reference; NULL for a remembered refusal */
+    iam_status refusal;
+    size_t bytes;     /* accounted size */
+    size_t len;
+    char token[];
+} l1_entry;
+
+typedef struct l1_shard {
+    _Alignas(64) pthread_mutex_t lock;
+    l1_entry **buckets;
+    size_t mask;
+    l1_entry lru; /* sentinel */
+    size_t count, bytes, max_count, max_bytes;
+    l1_flight *flights;
+    /* counters (under lock) */
+    uint64_t hits, negative_hits, misses, coalesced;
+    uint64_t evicted_capacity, evicted_expired, evicted_invalidated;
+    _Atomic uint32_t sample; /* lookups, to time one in 64 hits */
+    iam_latency hit_latency;
+} l1_shard;
+
+typedef struct l1_cache {
+    l1_shard *shards;
+    uint64_t seed;
+} l1_cache;
+
+typedef enum l1_outcome {
+    L1_HIT,      /* *user holds a new reference */
+    L1_REFUSED,  /* *refusal holds the remembered status */
+    L1_JOINED,   /* the waiter was queued behind a resolution in flight */
+    L1_BUSY,     /* a resolution is in flight and no waiter was given: nothing queued */
+    L1_LEAD      /* nothing cached, nothing in flight: the caller resolves, then l1_finish */
+} l1_outcome;
+
+iam_status l1_init(l1_cache *c, size_t max_entries, size_t max_bytes, uint64_t seed);
+void l1_destroy(l1_cache *c);
+
+/** Keyed hash of the token that picks shard and bucket; every context of one token shares
+ * a bucket (the context is compared per entry), so removing a token touches one bucket. */
+uint64_t l1_hash(const l1_cache *c, const char *token, size_t len);
+
+/**
+ * Looks the token up at time now_ms. use_entries false skips cached entries (coalescing
+ * only). On L1_JOINED the waiter (caller-allocated, freed by the caller's done callback) is
+ * queued. On L1_LEAD the caller's flight (storage owned by the caller, token must stay
+ * valid) is registered in the same critical section, so later requests join it; the
+ * caller must end it with l1_finish. One hit in 64 per shard is timed.
+ */
+l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token, size_t len,
+                     int64_t now_ms, bool use_entries, l1_waiter *waiter, l1_flight *flight,
+                     iam_user **user, iam_status *refusal);
+
+/**
+ * Ends the caller's resolution: stores the answer when store is true (user: a positive
+ * entry, retained by the cache; otherwise a refusal) until expires_ms, unregisters the
+ * flight and returns its waiters for the caller to complete outside the lock. veto (may be
+ * NULL) runs under the shard lock just before storing: true cancels the store. Because an
+ * invalidation removes entries under the same lock after logging itself, a veto that
+ * consults the invalidation log closes the window between "decided to cache" and
+ * "cached".
+ */
+l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
+                     iam_status refusal, int64_t expires_ms, bool (*veto)(void *arg),
+                     void *veto_arg);
+
+/** Removes the entries of a token in every context. Returns how many. */
+size_t l1_remove_token(l1_cache *c, const char *token, size_t len);
+/** Removes entries for which pred(entry user, arg) is true (refusals never match). */
+size_t l1_remove_if(l1_cache *c, bool (*pred)(const iam_user *u, const void *arg), const void *arg);
+size_t l1_remove_all(l1_cache *c);
+/** Drops expired entries. Returns how many. */
+size_t l1_sweep(l1_cache *c, int64_t now_ms);
+
+/** Adds the shards' counters into s. */
+void l1_stats(l1_cache *c, iam_client_stats *s);
+
+/** Records a duration into a latency histogram. */
+void latency_record(iam_latency *h, uint64_t ns);
+
+#endif
