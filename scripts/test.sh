@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs every test: a normal build and an AddressSanitizer +
-# UndefinedBehaviorSanitizer build, each running the whole CTest suite, then each
-# libFuzzer target for a short, bounded time under the sanitizers.
+# Builds and runs every test: a normal build, an AddressSanitizer +
+# UndefinedBehaviorSanitizer build and a ThreadSanitizer build, each running the whole
+# CTest suite, then each libFuzzer target for a short, bounded time under the sanitizers.
 #
 #   ./scripts/test.sh                 everything (installs missing Debian packages first)
 #   FUZZ_SECONDS=0 ./scripts/test.sh  skip the fuzzers
@@ -31,6 +31,8 @@ mkdir -p build
 run_suite normal build/normal
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   run_suite "asan+ubsan" build/asan -DIAM_SANITIZE=ON -DIAM_BUILD_BENCH=OFF
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
+  run_suite "tsan" build/tsan -DIAM_TSAN=ON -DIAM_BUILD_BENCH=OFF
 
 if [ "$fuzz_seconds" != "0" ]; then
   echo "== [fuzz] each target for ${fuzz_seconds}s (clang, libFuzzer, ASan+UBSan)"

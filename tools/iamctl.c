@@ -25,15 +25,19 @@ static const char USAGE[] =
     "\n"
     "commands:\n"
     "  verify [--secret S | --secret-file F] [--jwks FILE] [--pem FILE]\n"
-    "         [--audience A] [--issuer I] [--leeway SECONDS] [--now EPOCH] TOKEN | -\n"
+    "         [--audience A] [--issuer I] [--leeway SECONDS] [--now EPOCH]\n"
+    "         [--repeat N] [--stats] TOKEN | -\n"
     "      Verify an access token; print the user context as JSON (exit 0) or\n"
     "      'error: <reason>: <message>' on stderr (exit 1). Keys may be combined.\n"
     "      With no key option, the secret comes from $IAM_JWT_SECRET.\n"
+    "      --repeat N resolves the token N times through one client (its cache);\n"
+    "      --stats prints the client's per-tier counters as JSON on stderr at exit.\n"
     "  jws-verify (--jwk FILE | --jwks FILE | --secret S) JWS | -\n"
     "      Verify a bare JWS (no claim checks); print its payload (exit 0) or fail (exit 1).\n"
     "  demo\n"
     "      Mint tokens for a few users with a generated secret and verify them.\n"
-    "  version\n";
+    "  version\n"
+    "  help\n";
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
@@ -186,20 +190,61 @@ static int report_rejection(iam_status st, const iam_error *e)
     return iam_status_is_rejection(st) ? EXIT_REJECTED : EXIT_USAGE;
 }
 
+static int64_t fixed_clock_ms(void *ctx)
+{
+    return *(const int64_t *)ctx * 1000;
+}
+
+/* verify --repeat/--stats: the same checks through a client, so the cache shows. A
+ * usage-level failure to create the client is reported like a key error (exit 2). */
+static iam_status verify_through_client(iam_keyset *ks, const iam_verify_options *vo,
+                                        int64_t *fixed_now, const char *token, size_t len,
+                                        int64_t repeat, bool stats, iam_user **user, iam_error *e)
+{
+    iam_client_options o;
+    iam_client_options_init(&o);
+    o.mode = IAM_MODE_LOCAL_ONLY;
+    o.keys = ks;
+    o.audience = vo->audience;
+    o.issuer = vo->issuer;
+    o.leeway_s = vo->leeway_s;
+    if (fixed_now) {
+        o.clock_ms = fixed_clock_ms;
+        o.clock_ctx = fixed_now;
+    }
+    iam_client *c = NULL;
+    iam_status st = iam_client_new(&o, &c, e);
+    if (st != IAM_OK)
+        return st;
+    for (int64_t i = 0; i < repeat; i++) {
+        iam_user_release(*user);
+        *user = NULL;
+        st = iam_client_resolve(c, token, len, NULL, user, e);
+    }
+    if (stats) {
+        char *json = iam_client_stats_json(c);
+        if (json)
+            fprintf(stderr, "%s\n", json);
+        iam_free(json);
+    }
+    iam_client_free(c);
+    return st;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
     iam_keyset *ks = iam_keyset_new();
     if (!ks)
         return usage_error("%s", "out of memory");
     iam_verify_options opts = {0};
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = (int64_t)time(NULL), repeat = 0;
     const char *token_src = NULL;
-    bool have_key = false;
+    bool have_key = false, fixed_now = false, stats = false;
     int rc = 0;
     for (int i = 0; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool takes_value = a[0] == '-' && a[1] == '-';
+        bool takes_value = a[0] == '-' && a[1] == '-' && strcmp(a, "--stats") != 0;
         if (takes_value && !v) {
             rc = usage_error("option %s needs a value", a);
             break;
@@ -227,7 +272,14 @@ static int cmd_verify(int argc, char **argv)
         } else if (strcmp(a, "--now") == 0) {
             if (!parse_int64(v, 0, (int64_t)IAM_MAX_NUMERIC_DATE, &now))
                 rc = usage_error("%s", "--now needs whole seconds since the epoch");
+            fixed_now = true;
             i++;
+        } else if (strcmp(a, "--repeat") == 0) {
+            if (!parse_int64(v, 1, 1000000000, &repeat))
+                rc = usage_error("%s", "--repeat needs a count from 1 to 1000000000");
+            i++;
+        } else if (strcmp(a, "--stats") == 0) {
+            stats = true; /* a flag: takes no value */
         } else if (takes_value) {
             rc = usage_error("unknown option %s", a);
         } else if (token_src) {
@@ -257,7 +309,12 @@ static int cmd_verify(int argc, char **argv)
     }
     iam_user *user = NULL;
     iam_error e = {0};
-    iam_status st = iam_token_verify(token, len, ks, &opts, now, &user, &e);
+    iam_status st;
+    if (repeat || stats)
+        st = verify_through_client(ks, &opts, fixed_now ? &now : NULL, token, len,
+                                   repeat ? repeat : 1, stats, &user, &e);
+    else
+        st = iam_token_verify(token, len, ks, &opts, now, &user, &e);
     free(token);
     iam_keyset_release(ks);
     if (st != IAM_OK)
