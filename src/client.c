@@ -241,9 +241,12 @@ static iam_status load_key_file(iam_keyset *ks, const char *path, bool jwks, iam
 static uint64_t ctx_hash(uint64_t seed, const char *a, const char *b, const char *c)
 {
     uint64_t h = seed ^ 0xcbf29ce484222325ULL;
-    const char *parts[3] = {a ? a : "", b ? b : "", c ? c : ""};
+    const char *parts[3] = {a, b, c};
     for (int i = 0; i < 3; i++) {
-        for (const char *p = parts[i]; *p; p++)
+        /* A marker tells "not set" from "set to the empty string": an empty required_org
+         * must never share the default context's entries (it refuses everyone). */
+        h = (h ^ (parts[i] ? 0x01u : 0x02u)) * 0x100000001b3ULL;
+        for (const char *p = parts[i]; p && *p; p++)
             h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
         h = (h ^ 0xff) * 0x100000001b3ULL; /* separator: ("ab","") differs from ("a","b") */
     }
@@ -454,6 +457,8 @@ static void inv_log(iam_client *c, int kind, uint64_t token_hash, const char *va
     r->value[0] = '\0';
     if (value && strlen(value) < sizeof r->value)
         strcpy(r->value, value);
+    else if (value)
+        r->kind = INV_ALL; /* too long to record: treat as concerning every answer */
     atomic_store(&c->epoch, e); /* published after the record is written */
     pthread_mutex_unlock(&c->inv_lock);
 }
@@ -653,6 +658,15 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
     veto_ctx vc = {c, epoch0, hash, *user};
     l1_waiter *w = l1_finish(&c->l1, &flight, store, *st == IAM_OK ? *user : NULL, *st, expires,
                              *st == IAM_OK ? veto_if_invalidated : NULL, &vc);
+    /* Every waiter joined before l1_finish ended the flight; a revocation that returned
+     * before any of them started is therefore visible now. Checked after the flight, it
+     * keeps a request that began after iam_client_revoke_jti from being handed the
+     * answer of a resolution that verified just before the mark landed. */
+    if (*st == IAM_OK && rev_is_marked(c, iam_user_jti(*user), now_ms(c))) {
+        iam_user_release(*user);
+        *user = NULL;
+        *st = iam_fail(err, IAM_E_REVOKED, "token has been revoked");
+    }
     while (w) {
         l1_waiter *next = w->next; /* read first: done() frees or wakes the waiter */
         w->done(w->arg, *st, *st == IAM_OK ? iam_user_retain(*user) : NULL, err);
@@ -905,7 +919,7 @@ char *iam_client_metrics_prometheus(iam_client *c)
               s.l1_evictions_capacity, s.l1_evictions_expired, s.l1_evictions_invalidated);
     prom_counter(&b, "iam_coalesced_total", "Requests that waited for a resolution in flight.", s.coalesced);
     prom_counter(&b, "iam_verifications_total", "Local token verifications.", s.verifications);
-    prom_counter(&b, "iam_accepted_total", "Resolutions that produced a user context.", s.accepted);
+    prom_counter(&b, "iam_accepted_total", "Local verifications that produced a user context.", s.accepted);
     sb_printf(&b, "# HELP iam_rejected_total Resolutions refused, by reason.\n# TYPE iam_rejected_total counter\n");
     for (int i = 1; i < IAM_STATUS_SLOTS; i++)
         if (s.rejected[i])
