@@ -60,6 +60,7 @@ struct iam_client {
 
     pthread_mutex_t rev_lock;
     rev_mark **rev; /* REV_BUCKETS chains, allocated on first revocation */
+    _Atomic int rev_any; /* set (release) once the first mark is added */
     size_t rev_count;
     uint64_t rev_dropped;
 
@@ -380,8 +381,8 @@ static uint64_t str_hash(const char *s)
 
 static bool rev_is_marked(iam_client *c, const char *jti, int64_t now)
 {
-    if (!jti)
-        return false;
+    if (!jti || atomic_load_explicit(&c->rev_any, memory_order_acquire) == 0)
+        return false; /* no mark was ever made: no lock on the common path */
     pthread_mutex_lock(&c->rev_lock);
     bool marked = false;
     if (c->rev)
@@ -442,6 +443,7 @@ static void rev_mark_add(iam_client *c, const char *jti, int64_t now)
         c->rev_count++;
     }
     pthread_mutex_unlock(&c->rev_lock);
+    atomic_store_explicit(&c->rev_any, 1, memory_order_release);
 }
 
 /* ------------------------------------------------------------ invalidation */

@@ -17,30 +17,35 @@ static uint64_t mix(uint64_t x)
 
 uint64_t l1_hash(const l1_cache *c, const char *token, size_t len)
 {
-    /* Four independent lanes over every 8-byte word, keyed by a per-cache random seed:
-     * the whole token counts (no attacker-chosen prefix or suffix collides for free) and
-     * the lanes keep the multiplies from forming one long dependency chain. */
+    /* The tail is the signature: unpredictable for any token that verifies. The head and
+     * the length separate tokens with equal tails; see L1_MAX_CHAIN for crafted ones. */
     const uint64_t k = 0x9E3779B97F4A7C15ULL;
-    uint64_t a = c->seed ^ len, b = c->seed + k, d = c->seed * k, e = ~c->seed;
-    size_t i = 0;
-    for (; i + 32 <= len; i += 32) {
-        uint64_t w[4];
-        memcpy(w, token + i, 32);
+    uint64_t a = c->seed ^ (len * k), b = ~c->seed;
+    if (len <= 80) {
+        size_t i = 0;
+        for (; i + 8 <= len; i += 8) {
+            uint64_t w;
+            memcpy(&w, token + i, 8);
+            a = (a ^ w) * k;
+            a ^= a >> 31;
+        }
+        uint64_t tail = 0;
+        memcpy(&tail, token + i, len - i);
+        b = (b ^ tail) * k;
+    } else {
+        uint64_t w[10];
+        memcpy(w, token, 16);
+        memcpy(w + 2, token + len - 64, 64);
         a = (a ^ w[0]) * k;
         b = (b ^ w[1]) * k;
-        d = (d ^ w[2]) * k;
-        e = (e ^ w[3]) * k;
+        for (int i = 2; i < 10; i += 2) {
+            a = (a ^ w[i]) * k;
+            b = (b ^ w[i + 1]) * k;
+            a ^= a >> 31;
+            b ^= b >> 29;
+        }
     }
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, token + i, 8);
-        a = (a ^ w) * k;
-        a ^= a >> 29;
-    }
-    uint64_t tail = 0;
-    memcpy(&tail, token + i, len - i);
-    b = (b ^ tail) * k;
-    return mix(a ^ mix(b) ^ (d << 1) ^ mix(e + len));
+    return mix(a ^ mix(b));
 }
 
 static uint64_t now_ns(void)
@@ -72,13 +77,17 @@ iam_status l1_init(l1_cache *c, size_t max_entries, size_t max_bytes, uint64_t s
 {
     memset(c, 0, sizeof *c);
     c->seed = seed;
-    c->shards = aligned_alloc(64, sizeof(l1_shard) * L1_SHARDS);
+    size_t n = L1_MIN_SHARDS;
+    while (n < L1_MAX_SHARDS && n * 16 < max_entries)
+        n <<= 1;
+    c->nshards = n;
+    c->shards = aligned_alloc(64, sizeof(l1_shard) * n);
     if (!c->shards)
         return IAM_E_NOMEM;
-    memset(c->shards, 0, sizeof(l1_shard) * L1_SHARDS);
-    size_t per_count = max_entries / L1_SHARDS + 1, per_bytes = max_bytes / L1_SHARDS + 1;
+    memset(c->shards, 0, sizeof(l1_shard) * n);
+    size_t per_count = max_entries / n + 1, per_bytes = max_bytes / n + 1;
     size_t nb = pow2_at_least(per_count < (1u << 20) ? per_count : (1u << 20));
-    for (size_t i = 0; i < L1_SHARDS; i++) {
+    for (size_t i = 0; i < n; i++) {
         l1_shard *sh = &c->shards[i];
         pthread_mutex_init(&sh->lock, NULL);
         sh->lru.next = sh->lru.prev = &sh->lru;
@@ -117,7 +126,7 @@ void l1_destroy(l1_cache *c)
 {
     if (!c->shards)
         return;
-    for (size_t i = 0; i < L1_SHARDS; i++) {
+    for (size_t i = 0; i < c->nshards; i++) {
         l1_shard *sh = &c->shards[i];
         if (sh->buckets) {
             for (l1_entry *e = sh->lru.next; e && e != &sh->lru;) {
@@ -135,7 +144,7 @@ void l1_destroy(l1_cache *c)
 
 static inline l1_shard *shard_of(l1_cache *c, uint64_t hash)
 {
-    return &c->shards[(hash >> 58) & (L1_SHARDS - 1)];
+    return &c->shards[(hash >> 40) & (c->nshards - 1)]; /* bits apart from the bucket's */
 }
 
 l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token, size_t len,
@@ -157,13 +166,11 @@ l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token
                 stale = e;
                 break;
             }
-            /* most recently used first */
-            e->prev->next = e->next;
-            e->next->prev = e->prev;
-            e->next = sh->lru.next;
-            e->prev = &sh->lru;
-            sh->lru.next->prev = e;
-            sh->lru.next = e;
+            /* No reordering on a hit (it would write the shard's list head on every hit):
+             * a referenced mark, written only when clear, gives the entry a second
+             * chance at eviction. */
+            if (!e->referenced)
+                e->referenced = true;
             if (e->user) {
                 *user = iam_user_retain(e->user);
                 sh->hits++;
@@ -211,18 +218,48 @@ l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token
     return L1_LEAD;
 }
 
-/* Evicts least recently used entries until the shard fits its bounds; collects them. */
+/* Evicts until the shard fits its bounds, oldest first, except that an entry hit since it
+ * was last considered goes back to the front once (CLOCK, second chance); collects them. */
 static l1_entry *make_room(l1_shard *sh, size_t need_bytes)
 {
     l1_entry *victims = NULL;
+    size_t spared = 0;
     while (sh->count > 0 && (sh->count + 1 > sh->max_count || sh->bytes + need_bytes > sh->max_bytes)) {
         l1_entry *e = sh->lru.prev;
+        if (e->referenced && spared < sh->count) {
+            e->referenced = false;
+            e->prev->next = e->next;
+            e->next->prev = e->prev;
+            e->next = sh->lru.next;
+            e->prev = &sh->lru;
+            sh->lru.next->prev = e;
+            sh->lru.next = e;
+            spared++;
+            continue;
+        }
         unlink_entry(sh, e);
         sh->evicted_capacity++;
         e->chain = victims;
         victims = e;
     }
     return victims;
+}
+
+/* Keeps a bucket's chain under L1_MAX_CHAIN by evicting its last (oldest-inserted) entry. */
+static l1_entry *trim_chain(l1_shard *sh, size_t bucket)
+{
+    size_t n = 0;
+    l1_entry *last = NULL;
+    for (l1_entry *e = sh->buckets[bucket]; e; e = e->chain) {
+        n++;
+        last = e;
+    }
+    if (n < L1_MAX_CHAIN || !last)
+        return NULL;
+    unlink_entry(sh, last);
+    sh->evicted_capacity++;
+    last->chain = NULL;
+    return last;
 }
 
 l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
@@ -267,6 +304,12 @@ l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
                 break;
             }
         victims = make_room(sh, e->bytes);
+        l1_entry *trimmed = trim_chain(sh, e->hash & sh->mask);
+        if (trimmed) {
+            trimmed->chain = victims;
+            victims = trimmed;
+        }
+        e->referenced = false;
         l1_entry **b = &sh->buckets[e->hash & sh->mask];
         e->chain = *b;
         *b = e;
@@ -325,7 +368,7 @@ static size_t remove_matching(l1_cache *c, bool (*match)(const l1_entry *e, cons
                               const void *arg, bool expired_reason)
 {
     size_t n = 0;
-    for (size_t i = 0; i < L1_SHARDS; i++) {
+    for (size_t i = 0; i < c->nshards; i++) {
         l1_shard *sh = &c->shards[i];
         l1_entry *removed = NULL;
         pthread_mutex_lock(&sh->lock);
@@ -401,7 +444,7 @@ static void add_latency(iam_latency *to, const iam_latency *from)
 
 void l1_stats(l1_cache *c, iam_client_stats *s)
 {
-    for (size_t i = 0; i < L1_SHARDS; i++) {
+    for (size_t i = 0; i < c->nshards; i++) {
         l1_shard *sh = &c->shards[i];
         pthread_mutex_lock(&sh->lock);
         s->l1_hits += sh->hits;

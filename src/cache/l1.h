@@ -16,7 +16,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define L1_SHARDS 64
+/* Shards scale with capacity: distinct tokens from different threads then rarely share a
+ * shard, so their hits do not bounce one cache line between cores. */
+#define L1_MIN_SHARDS 64
+#define L1_MAX_SHARDS 4096
+/* Entries per bucket chain at most: the hash covers the token's length, head and tail
+ * (the signature), so crafted tokens differing only in the middle share a bucket; the cap
+ * keeps that a bounded cost, never a wrong answer (hits compare the whole token). */
+#define L1_MAX_CHAIN 8
 
 typedef void (*l1_done_fn)(void *arg, iam_status st, iam_user *user, const iam_error *err);
 
@@ -42,6 +49,7 @@ typedef struct l1_entry {
     int64_t expires_ms;
     iam_user *user;   /* a reference; NULL for a remembered refusal */
     iam_status refusal;
+    bool referenced;  /* set by hits; eviction gives such an entry a second chance (CLOCK) */
     size_t bytes;     /* accounted size */
     size_t len;
     char token[];
@@ -63,6 +71,7 @@ typedef struct l1_shard {
 
 typedef struct l1_cache {
     l1_shard *shards;
+    size_t nshards; /* a power of two */
     uint64_t seed;
 } l1_cache;
 
@@ -77,8 +86,9 @@ typedef enum l1_outcome {
 iam_status l1_init(l1_cache *c, size_t max_entries, size_t max_bytes, uint64_t seed);
 void l1_destroy(l1_cache *c);
 
-/** Keyed hash of the token that picks shard and bucket; every context of one token shares
- * a bucket (the context is compared per entry), so removing a token touches one bucket. */
+/** Keyed hash of the token (length, first 16 and last 64 bytes) that picks shard and
+ * bucket; every context of one token shares a bucket (the context is compared per entry),
+ * so removing a token touches one bucket. */
 uint64_t l1_hash(const l1_cache *c, const char *token, size_t len);
 
 /**
