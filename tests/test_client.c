@@ -938,7 +938,7 @@ static void test_l1_lru_order_untouched_evicted(void **state)
     assert_int_equal(l1_probe(&c, 2, "tok-B", 0, &why), L1_REFUSED);
     assert_int_equal(l1_probe(&c, 3, "tok-C", 0, &why), L1_REFUSED);
     /* another shard is unaffected by this one's capacity */
-    uint64_t other = (uint64_t)5 << 58;
+    uint64_t other = (uint64_t)5 << 40; /* shard_of in l1.c: shard = (hash >> 40) & (nshards - 1) */
     l1_put_refusal(&c, other, "tok-D", IAM_E_REVOKED, 1000);
     assert_int_equal(l1_probe(&c, 2, "tok-B", 0, &why), L1_REFUSED);
     assert_int_equal(l1_probe(&c, 3, "tok-C", 0, &why), L1_REFUSED);

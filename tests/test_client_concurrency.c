@@ -124,7 +124,11 @@ static char *slow_token(const char *sub, int64_t exp_s)
 
 #define MIX_TOKENS 50
 #define MIX_THREADS 8
+#ifdef IAM_SANITIZED /* sanitizer builds are 5-20x slower: the same races, fewer rounds */
+#define MIX_ITERS 2000
+#else
 #define MIX_ITERS 20000
+#endif
 
 typedef struct mix_token {
     char *tok;
@@ -436,7 +440,13 @@ static void test_coalescing_async_and_blocking(void **state)
 /* --------------------------------------------------- revocation race */
 
 #define RACE_RESOLVERS 4
+#ifdef IAM_SANITIZED
+#define RACE_ROUNDS 20
+#define USER_RACE_ROUNDS 300
+#else
 #define RACE_ROUNDS 150
+#define USER_RACE_ROUNDS 3000
+#endif
 
 typedef struct race {
     iam_client *c;
@@ -595,7 +605,7 @@ static void test_invalidate_user_race(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(pthread_create(&th[i], NULL, inv_resolver, &r), 0);
     size_t removed = 0;
-    for (int i = 0; i < 3000; i++) {
+    for (int i = 0; i < USER_RACE_ROUNDS; i++) {
         removed += iam_client_invalidate_user(r.c, "2");
         if (i % 8 == 0)
             sched_yield();
