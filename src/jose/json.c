@@ -2,6 +2,9 @@
 #include "jose/json.h"
 
 #include <locale.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,9 @@ static iam_status bad(parser *p, const char *why)
 
 static inline void skip_ws(parser *p)
 {
+    /* Tokens' JSON is compact: one compare settles the common case. */
+    if (IAM_LIKELY(p->pos < p->len && p->s[p->pos] > ' '))
+        return;
     while (p->pos < p->len) {
         unsigned char c = p->s[p->pos];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
@@ -145,54 +151,84 @@ static const uint8_t PLAIN[256] = {
 };
 
 /* Parses a string whose opening quote is at p->pos; fills node i's span. */
-static iam_status parse_string(parser *p, size_t i)
+/* The first position at or after pos (< n) that is not plain printable ASCII, or n. */
+static inline size_t scan_plain(const unsigned char *s, size_t pos, size_t n)
+{
+#if defined(__SSE2__)
+    /* Sixteen bytes at a time: the first '"', '\\', control byte or non-ASCII byte (a
+     * signed compare puts bytes >= 0x80 below 0x20 too). SSE2 is part of x86-64. */
+    while (pos + 16 <= n) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + pos));
+        __m128i special = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(special);
+        if (mask)
+            return pos + (size_t)__builtin_ctz(mask);
+        pos += 16;
+    }
+#else
+    /* Eight bytes at a time while none is '"', '\\', a control byte or non-ASCII. */
+    while (pos + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, s + pos, 8);
+        const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+        uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+        uint64_t special = ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) |
+                           (w - ones * 0x20) | w;
+        if (special & highs)
+            break;
+        pos += 8;
+    }
+#endif
+    while (pos < n && PLAIN[s[pos]])
+        pos++;
+    return pos;
+}
+
+static iam_status parse_string_slow(parser *p, size_t i, size_t start) __attribute__((noinline));
+
+/* Parses a string whose opening quote is at p->pos; fills node i's span. The common case
+ * (no escapes) stays here and points into the input; escapes go to parse_string_slow. */
+static inline iam_status parse_string(parser *p, size_t i)
 {
     const unsigned char *s = p->s;
-    size_t start = ++p->pos, n = p->len;
-    /* Fast path: no escapes, the span points into the input. Plain printable ASCII is
-     * skipped by table lookup; everything else is decided below. */
+    size_t start = p->pos + 1, n = p->len, pos = start;
     for (;;) {
-        size_t pos = p->pos; /* a local, so the scan stays in a register */
-        /* Eight bytes at a time while none is '"', '\\', a control byte or non-ASCII. */
-        while (pos + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + pos, 8);
-            const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-            uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
-            uint64_t special = ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) |
-                               (w - ones * 0x20) | w;
-            if (special & highs)
-                break;
-            pos += 8;
+        pos = scan_plain(s, pos, n);
+        if (IAM_UNLIKELY(pos >= n)) {
+            p->pos = pos;
+            return bad(p, "unterminated string");
         }
-        while (pos < n && PLAIN[s[pos]])
-            pos++;
-        p->pos = pos;
-        if (pos >= n)
-            break;
-        unsigned char c = s[p->pos];
-        if (c == '"') {
+        unsigned char c = s[pos];
+        if (IAM_LIKELY(c == '"')) {
             p->doc->nodes[i].str = (const char *)s + start;
-            p->doc->nodes[i].len = (uint32_t)(p->pos - start);
-            p->pos++;
+            p->doc->nodes[i].len = (uint32_t)(pos - start);
+            p->pos = pos + 1;
             return IAM_OK;
         }
-        if (c == '\\')
-            break;
-        if (c < 0x20)
-            return bad(p, "control character in string");
-        if (c < 0x80) {
-            p->pos++;
-            continue;
+        if (c == '\\') {
+            p->pos = pos;
+            return parse_string_slow(p, i, start);
         }
-        size_t k = utf8_seq(s + p->pos, n - p->pos);
-        if (!k)
+        if (c < 0x80) { /* a control character */
+            p->pos = pos;
+            return bad(p, "control character in string");
+        }
+        size_t k = utf8_seq(s + pos, n - pos);
+        if (!k) {
+            p->pos = pos;
             return bad(p, "invalid UTF-8");
-        p->pos += k;
+        }
+        pos += k;
     }
-    if (p->pos >= n)
-        return bad(p, "unterminated string");
+}
 
+/* Escapes from p->pos on: decode the whole string into scratch. */
+static iam_status parse_string_slow(parser *p, size_t i, size_t start)
+{
+    const unsigned char *s = p->s;
+    size_t n = p->len;
     /* Slow path: decode into scratch. Decoding never grows the text, so the scratch
      * (sized to the input) always has room. */
     json_doc *d = p->doc;
