@@ -31,14 +31,23 @@ mkdir -p build
 run_suite normal build/normal
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   run_suite "asan+ubsan" build/asan -DIAM_SANITIZE=ON -DIAM_BUILD_BENCH=OFF
-TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
-  run_suite "tsan" build/tsan -DIAM_TSAN=ON -DIAM_BUILD_BENCH=OFF
+# The ThreadSanitizer build uses clang, so every commit is also compiled by a second
+# compiler with -Werror (gcc accepts some GNU extensions silently that clang refuses).
+CC=clang TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
+  run_suite "tsan (clang)" build/tsan -DIAM_TSAN=ON -DIAM_BUILD_BENCH=OFF
 
 if [ "$fuzz_seconds" != "0" ]; then
   echo "== [fuzz] each target for ${fuzz_seconds}s (clang, libFuzzer, ASan+UBSan)"
   fuzz_work="$(mktemp -d)"
-  FUZZ_SECONDS="$fuzz_seconds" FUZZ_WORK_DIR="$fuzz_work" ./fuzz/run.sh build/fuzz ||
-    { echo "fuzz findings kept in $fuzz_work"; exit 1; }
+  if ! FUZZ_SECONDS="$fuzz_seconds" FUZZ_WORK_DIR="$fuzz_work" ./fuzz/run.sh build/fuzz; then
+    if ls "$fuzz_work"/artifacts-*/* >/dev/null 2>&1; then
+      echo "== FAIL: fuzzing found inputs; reproducers kept in $fuzz_work"
+    else
+      rm -rf "$fuzz_work"
+      echo "== FAIL: the fuzz stage did not build or run (see above)"
+    fi
+    exit 1
+  fi
   rm -rf "$fuzz_work"
 fi
-echo "== all test stages passed"
+echo "== PASS: every stage (normal, asan+ubsan, tsan with clang${fuzz_seconds:+, fuzz ${fuzz_seconds}s each})"

@@ -103,14 +103,32 @@ iam_status l1_init(l1_cache *c, size_t max_entries, size_t max_bytes, uint64_t s
     return IAM_OK;
 }
 
+static inline l1_entry *entry_of(l1_link *l)
+{
+    return (l1_entry *)(void *)l; /* link is the first member */
+}
+
+static inline void list_remove(l1_link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+}
+
+static inline void list_push_front(l1_link *head, l1_link *l)
+{
+    l->next = head->next;
+    l->prev = head;
+    head->next->prev = l;
+    head->next = l;
+}
+
 static void unlink_entry(l1_shard *sh, l1_entry *e)
 {
     l1_entry **pp = &sh->buckets[e->hash & sh->mask];
     while (*pp != e)
         pp = &(*pp)->chain;
     *pp = e->chain;
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
+    list_remove(&e->link);
     sh->count--;
     sh->bytes -= e->bytes;
 }
@@ -129,10 +147,10 @@ void l1_destroy(l1_cache *c)
     for (size_t i = 0; i < c->nshards; i++) {
         l1_shard *sh = &c->shards[i];
         if (sh->buckets) {
-            for (l1_entry *e = sh->lru.next; e && e != &sh->lru;) {
-                l1_entry *n = e->next;
-                free_entry(e);
-                e = n;
+            for (l1_link *l = sh->lru.next; l && l != &sh->lru;) {
+                l1_link *n = l->next;
+                free_entry(entry_of(l));
+                l = n;
             }
         }
         free(sh->buckets);
@@ -225,15 +243,11 @@ static l1_entry *make_room(l1_shard *sh, size_t need_bytes)
     l1_entry *victims = NULL;
     size_t spared = 0;
     while (sh->count > 0 && (sh->count + 1 > sh->max_count || sh->bytes + need_bytes > sh->max_bytes)) {
-        l1_entry *e = sh->lru.prev;
+        l1_entry *e = entry_of(sh->lru.prev);
         if (e->referenced && spared < sh->count) {
             e->referenced = false;
-            e->prev->next = e->next;
-            e->next->prev = e->prev;
-            e->next = sh->lru.next;
-            e->prev = &sh->lru;
-            sh->lru.next->prev = e;
-            sh->lru.next = e;
+            list_remove(&e->link);
+            list_push_front(&sh->lru, &e->link);
             spared++;
             continue;
         }
@@ -313,10 +327,7 @@ l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
         l1_entry **b = &sh->buckets[e->hash & sh->mask];
         e->chain = *b;
         *b = e;
-        e->next = sh->lru.next;
-        e->prev = &sh->lru;
-        sh->lru.next->prev = e;
-        sh->lru.next = e;
+        list_push_front(&sh->lru, &e->link);
         sh->count++;
         sh->bytes += e->bytes;
         e = NULL;
@@ -372,8 +383,9 @@ static size_t remove_matching(l1_cache *c, bool (*match)(const l1_entry *e, cons
         l1_shard *sh = &c->shards[i];
         l1_entry *removed = NULL;
         pthread_mutex_lock(&sh->lock);
-        for (l1_entry *e = sh->lru.next; e != &sh->lru;) {
-            l1_entry *next = e->next;
+        for (l1_link *l = sh->lru.next; l != &sh->lru;) {
+            l1_link *next = l->next;
+            l1_entry *e = entry_of(l);
             if (match(e, arg)) {
                 unlink_entry(sh, e);
                 if (expired_reason)
@@ -384,7 +396,7 @@ static size_t remove_matching(l1_cache *c, bool (*match)(const l1_entry *e, cons
                 removed = e;
                 n++;
             }
-            e = next;
+            l = next;
         }
         pthread_mutex_unlock(&sh->lock);
         while (removed) {

@@ -42,9 +42,15 @@ typedef struct l1_flight {
     l1_waiter *waiters;
 } l1_flight;
 
+/* A link of a shard's recency list; the list's sentinel is a bare link (an entry ends in a
+ * flexible array, so it cannot be embedded as one). */
+typedef struct l1_link {
+    struct l1_link *prev, *next;
+} l1_link;
+
 typedef struct l1_entry {
+    l1_link link;                /* first: the list's links convert back by a cast */
     struct l1_entry *chain;      /* bucket chain */
-    struct l1_entry *prev, *next; /* LRU: most recently used after the sentinel */
     uint64_t hash, ctx;
     int64_t expires_ms;
     iam_user *user;   /* a reference; NULL for a remembered refusal */
@@ -59,7 +65,7 @@ typedef struct l1_shard {
     _Alignas(64) pthread_mutex_t lock;
     l1_entry **buckets;
     size_t mask;
-    l1_entry lru; /* sentinel */
+    l1_link lru; /* sentinel: most recently inserted (or spared) after it */
     size_t count, bytes, max_count, max_bytes;
     l1_flight *flights;
     /* counters (under lock) */
