@@ -50,4 +50,5 @@ if [ "$fuzz_seconds" != "0" ]; then
   fi
   rm -rf "$fuzz_work"
 fi
-echo "== PASS: every stage (normal, asan+ubsan, tsan with clang${fuzz_seconds:+, fuzz ${fuzz_seconds}s each})"
+[ "$fuzz_seconds" != "0" ] && fuzzed=", fuzz ${fuzz_seconds}s per target" || fuzzed=""
+echo "== PASS: every stage (normal, asan+ubsan, tsan with clang$fuzzed)"
