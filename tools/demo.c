@@ -186,7 +186,8 @@ int iamctl_demo(int argc, char **argv)
                fmt_ns(took, buf, sizeof buf));
         iam_user_release(u);
     }
-    printf("   (permissions, not roles, decide: user 1 is an admin without workflow.execute)\n");
+    printf("   (\"took\" is one wall-clock measurement; the first includes warming up. Permissions,\n"
+           "    not roles, decide: user 1 is an admin without workflow.execute.)\n");
 
     /* 2. Many requests from several threads: almost all answered from memory. */
 #ifdef IAM_SANITIZED /* the same tour, less work: sanitizer builds are 5-20x slower */
@@ -213,12 +214,13 @@ int iamctl_demo(int argc, char **argv)
     iam_client_stats_get(client, &s);
     printf("\n2. The same tokens again: %d threads x %d requests on this machine's 2 cores.\n",
            THREADS, PER_THREAD);
-    printf("   %-26s %12s %16s\n", "tier", "requests", "median latency");
+    printf("   %-26s %12s %16s\n", "tier", "requests", "median (histogram)");
     printf("   %-26s %12llu %16s\n", "L1 in-process cache (hit)",
            (unsigned long long)(s.l1_hits - before.l1_hits), fmt_ns(median_bucket_ns(&s.hit_latency), buf, sizeof buf));
     printf("   %-26s %12llu %16s\n", "local verification",
            (unsigned long long)(s.verifications - before.verifications),
-           fmt_ns(median_bucket_ns(&s.verify_latency), buf2, sizeof buf2));
+           s.verifications == before.verifications ? "- (none needed)"
+                                                   : fmt_ns(median_bucket_ns(&s.verify_latency), buf2, sizeof buf2));
     printf("   %-26s %12llu %16s\n", "network (Redis, auth svc)", (unsigned long long)s.network_calls, "-");
     printf("   %.1f million resolutions/s in all, %ld wrong answers\n",
            (double)THREADS * PER_THREAD / wall * 1e3, failures);

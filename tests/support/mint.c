@@ -85,7 +85,7 @@ static void sb_puts(sbuf *b, const char *s)
     sb_add(b, s, strlen(s));
 }
 
-static void sb_printf(sbuf *b, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
