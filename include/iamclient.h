@@ -337,8 +337,13 @@ typedef enum iam_mode {
 #define IAM_DEFAULT_CACHE_TTL_S 300       /* max staleness of a cached answer */
 #define IAM_DEFAULT_NEGATIVE_TTL_S 10     /* how long a refusal is remembered */
 #define IAM_DEFAULT_REVOCATION_TTL_S 3600 /* how long a revoked jti stays marked */
-/** Most revoked-jti marks held; beyond it the oldest mark is dropped (counted). */
+/** Most revoked-jti marks held; beyond it the mark closest to expiry is dropped (counted in
+ *  revocation_marks_dropped). */
 #define IAM_MAX_REVOCATION_MARKS 100000
+/** Longest revocation_ttl_s accepted (one year). */
+#define IAM_MAX_REVOCATION_TTL_S 31536000
+/** Largest cache_max_entries accepted. */
+#define IAM_MAX_CACHE_ENTRIES 10000000
 /** Longest URL accepted in options. */
 #define IAM_MAX_URL_BYTES 2048
 
@@ -357,14 +362,18 @@ typedef struct iam_client_options {
     const char *auth_url;      /* http(s)://host[:port][/path] */
     const char *jwks_url;      /* http(s)://… */
     const char *redis_url;     /* redis://, rediss://, unix:// */
-    /* The in-process cache. 0 means the default; cache_max_entries = SIZE_MAX disables nothing. */
+    /* The in-process cache. 0 means the default. Both bounds hold for the cache as a whole
+     * (an entry is never stored if it cannot fit); cache_max_entries <= IAM_MAX_CACHE_ENTRIES. */
     size_t cache_max_entries;
     size_t cache_max_bytes;
     int64_t cache_ttl_s;       /* upper bound on how long an answer is reused (max staleness) */
     int64_t negative_ttl_s;    /* how long a refusal is remembered; -1 disables negative entries */
-    int64_t revocation_ttl_s;  /* how long a revoked jti stays marked (> token lifetime) */
+    int64_t revocation_ttl_s;  /* how long a revoked jti stays marked (> token lifetime;
+                                  <= IAM_MAX_REVOCATION_TTL_S) */
     bool cache_disabled;       /* every request is resolved (still coalesced) */
-    /* Time source in milliseconds since the epoch (tests); NULL: the system clock. */
+    /* Time source in milliseconds since the epoch (tests); NULL: the system clock. It is
+     * called from the callers' threads and from the client's I/O thread (expiry sweep),
+     * so it must be thread-safe. */
     int64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
 } iam_client_options;
@@ -457,6 +466,7 @@ typedef struct iam_client_stats {
     uint64_t accepted;
     uint64_t rejected[IAM_STATUS_SLOTS]; /* by reason: rejected[-IAM_E_EXPIRED] … */
     uint64_t revocation_marks;
+    uint64_t revocation_marks_dropped; /* dropped early because the table was full */
     uint64_t network_calls;      /* Redis / auth service (later tiers) */
     /* latencies: hits are sampled 1 in 64 to keep the clock off the hot path */
     iam_latency hit_latency, verify_latency;

@@ -13,6 +13,7 @@
 #include "cache/l1.h"
 #include "identity/identity.h"
 #include "net/loop.h"
+#include "client_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,17 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#define INV_LOG 256
 #define REV_BUCKETS 65536
-
-enum inv_kind { INV_ALL = 1, INV_TOKEN, INV_USER, INV_JTI };
-
-typedef struct inv_record {
-    uint64_t epoch;
-    int kind;
-    uint64_t token_hash;
-    char value[IAM_MAX_KID_BYTES + 1]; /* user id or jti (truncated ones match nothing) */
-} inv_record;
 
 typedef struct rev_mark {
     struct rev_mark *next;
@@ -155,8 +146,9 @@ iam_status iam_client_options_from_env(iam_client_options *o, iam_error *err)
         o->leeway_s = n;
     }
     if ((v = getenv("IAM_CACHE_ENTRIES")) && *v) {
-        if (!parse_i64(v, 1, INT64_MAX, &n))
-            return iam_fail(err, IAM_E_CONFIG, "IAM_CACHE_ENTRIES must be a positive integer");
+        if (!parse_i64(v, 1, IAM_MAX_CACHE_ENTRIES, &n))
+            return iam_fail(err, IAM_E_CONFIG, "IAM_CACHE_ENTRIES must be an integer from 1 to %d",
+                            IAM_MAX_CACHE_ENTRIES);
         o->cache_max_entries = (size_t)n;
     }
     if ((v = getenv("IAM_CACHE_BYTES")) && *v) {
@@ -164,14 +156,16 @@ iam_status iam_client_options_from_env(iam_client_options *o, iam_error *err)
             return iam_fail(err, IAM_E_CONFIG, "IAM_CACHE_BYTES must be a positive integer");
         o->cache_max_bytes = (size_t)n;
     }
+    /* 0 in the options struct means "the default"; from the environment it would read as
+     * "none", so it is refused there rather than silently meaning 300 s or 10 s. */
     if ((v = getenv("IAM_CACHE_TTL_S")) && *v) {
-        if (!parse_i64(v, 0, 86400, &n))
-            return iam_fail(err, IAM_E_CONFIG, "IAM_CACHE_TTL_S must be whole seconds from 0 to 86400");
+        if (!parse_i64(v, 1, 86400, &n))
+            return iam_fail(err, IAM_E_CONFIG, "IAM_CACHE_TTL_S must be whole seconds from 1 to 86400");
         o->cache_ttl_s = n;
     }
     if ((v = getenv("IAM_NEGATIVE_TTL_S")) && *v) {
-        if (!parse_i64(v, -1, 3600, &n))
-            return iam_fail(err, IAM_E_CONFIG, "IAM_NEGATIVE_TTL_S must be -1 (off) or 0 to 3600");
+        if (!parse_i64(v, -1, 3600, &n) || n == 0)
+            return iam_fail(err, IAM_E_CONFIG, "IAM_NEGATIVE_TTL_S must be -1 (off) or 1 to 3600");
         o->negative_ttl_s = n;
     }
     return IAM_OK;
@@ -190,6 +184,8 @@ static iam_status check_url(const char *url, const char *what, const char *const
             return iam_fail(err, IAM_E_CONFIG, "%s contains whitespace or control characters", what);
     for (size_t i = 0; schemes[i]; i++) {
         size_t sl = strlen(schemes[i]);
+        if (len == sl && strcmp(url, schemes[i]) == 0)
+            return iam_fail(err, IAM_E_CONFIG, "%s has no host", what);
         if (len > sl && strncmp(url, schemes[i], sl) == 0) {
             const char *rest = url + sl;
             if (rest[0] == '/' || rest[0] == '@' || rest[0] == ':' || rest[0] == '?' || rest[0] == '#')
@@ -269,8 +265,13 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
     if (o->leeway_s < 0 || o->leeway_s > 86400)
         return iam_fail(err, IAM_E_CONFIG, "leeway must be 0 to 86400 seconds");
     if (o->cache_ttl_s < 0 || o->cache_ttl_s > 86400 || o->negative_ttl_s < -1 ||
-        o->negative_ttl_s > 3600 || o->revocation_ttl_s < 0)
-        return iam_fail(err, IAM_E_CONFIG, "cache TTLs out of range (ttl 0..86400, negative -1..3600)");
+        o->negative_ttl_s > 3600 || o->revocation_ttl_s < 0 ||
+        o->revocation_ttl_s > IAM_MAX_REVOCATION_TTL_S)
+        return iam_fail(err, IAM_E_CONFIG,
+                        "cache TTLs out of range (ttl 0..86400, negative -1..3600, revocation 0..%d)",
+                        IAM_MAX_REVOCATION_TTL_S);
+    if (o->cache_max_entries > IAM_MAX_CACHE_ENTRIES)
+        return iam_fail(err, IAM_E_CONFIG, "cache_max_entries above %d", IAM_MAX_CACHE_ENTRIES);
     static const char *const HTTP[] = {"http://", "https://", NULL};
     static const char *const REDIS[] = {"redis://", "rediss://", "unix://", NULL};
     iam_status st;
@@ -300,8 +301,9 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
         st = load_key_file(c->ks, o->jwks_file, true, err);
     if (st == IAM_OK && o->pem_file)
         st = load_key_file(c->ks, o->pem_file, false, err);
-    if (st == IAM_OK && o->keys)
-        st = keyset_merge(c->ks, o->keys, err);
+    if (st == IAM_OK && o->keys && keyset_merge(c->ks, o->keys, err) != IAM_OK)
+        st = iam_fail(err, IAM_E_CONFIG, "more than %d keys in all (jwt_secret, files and keys)",
+                      IAM_MAX_KEYS);
     if (st == IAM_OK && iam_keyset_count(c->ks) == 0)
         st = iam_fail(err, IAM_E_CONFIG,
                       o->mode == IAM_MODE_LOCAL_ONLY || (!o->jwks_url && !o->auth_url)
@@ -465,26 +467,45 @@ static void inv_log(iam_client *c, int kind, uint64_t token_hash, const char *va
     pthread_mutex_unlock(&c->inv_lock);
 }
 
+bool inv_log_concerns(const inv_record log[INV_LOG], uint64_t since, uint64_t now,
+                      uint64_t token_hash, const char *user_id, const char *jti)
+{
+    if (now - since >= INV_LOG)
+        return true; /* the log no longer covers the window: assume it does */
+    for (uint64_t e = since + 1; e <= now; e++) {
+        const inv_record *r = &log[e % INV_LOG];
+        if (r->epoch != e)
+            return true; /* overwritten by a later one: cannot tell, so assume it does */
+        switch (r->kind) {
+        case INV_TOKEN:
+            if (r->token_hash == token_hash)
+                return true;
+            break;
+        case INV_USER:
+            if (user_id && strcmp(user_id, r->value) == 0)
+                return true;
+            break;
+        case INV_JTI:
+            if (jti && strcmp(jti, r->value) == 0)
+                return true;
+            break;
+        default: /* INV_ALL, or anything unknown */
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Whether an invalidation since epoch `since` concerns this resolution's answer. */
 static bool invalidated_since(iam_client *c, uint64_t since, uint64_t token_hash, const iam_user *u)
 {
-    uint64_t now = atomic_load(&c->epoch);
-    if (now == since)
+    if (atomic_load(&c->epoch) == since)
         return false;
-    if (now - since >= INV_LOG)
-        return true; /* the log no longer covers the window: assume it does */
-    bool hit = false;
     pthread_mutex_lock(&c->inv_lock);
-    for (uint64_t e = since + 1; e <= now && !hit; e++) {
-        const inv_record *r = &c->inv[e % INV_LOG];
-        switch (r->kind) {
-        case INV_ALL: hit = true; break;
-        case INV_TOKEN: hit = r->token_hash == token_hash; break;
-        case INV_USER: hit = u && iam_user_id(u) && strcmp(iam_user_id(u), r->value) == 0; break;
-        case INV_JTI: hit = u && iam_user_jti(u) && strcmp(iam_user_jti(u), r->value) == 0; break;
-        default: hit = true;
-        }
-    }
+    /* The epoch is read again under the lock: invalidations may have landed while this
+     * thread waited for it, overwriting records it must see (inv_log_concerns then says so). */
+    bool hit = inv_log_concerns(c->inv, since, atomic_load(&c->epoch), token_hash,
+                                u ? iam_user_id(u) : NULL, u ? iam_user_jti(u) : NULL);
     pthread_mutex_unlock(&c->inv_lock);
     return hit;
 }
@@ -792,6 +813,7 @@ void iam_client_stats_get(iam_client *c, iam_client_stats *s)
     pthread_mutex_unlock(&c->stats_lock);
     pthread_mutex_lock(&c->rev_lock);
     s->revocation_marks = c->rev_count;
+    s->revocation_marks_dropped = c->rev_dropped;
     pthread_mutex_unlock(&c->rev_lock);
 }
 
@@ -879,8 +901,9 @@ char *iam_client_stats_json(iam_client *c)
             sb_printf(&b, "%s\"%s\":%" PRIu64, first ? "" : ",", iam_status_name((iam_status)-i), s.rejected[i]);
             first = false;
         }
-    sb_printf(&b, "},\"revocation_marks\":%" PRIu64 ",\"network_calls\":%" PRIu64 "}", s.revocation_marks,
-              s.network_calls);
+    sb_printf(&b, "},\"revocation_marks\":%" PRIu64 ",\"revocation_marks_dropped\":%" PRIu64
+                  ",\"network_calls\":%" PRIu64 "}",
+              s.revocation_marks, s.revocation_marks_dropped, s.network_calls);
     return sb_finish(&b);
 }
 
@@ -930,6 +953,9 @@ char *iam_client_metrics_prometheus(iam_client *c)
     prom_counter(&b, "iam_network_calls_total", "Calls to Redis or the auth service.", s.network_calls);
     sb_printf(&b, "# HELP iam_revocation_marks Revoked jtis currently marked.\n# TYPE iam_revocation_marks gauge\n"
                   "iam_revocation_marks %" PRIu64 "\n", s.revocation_marks);
+    prom_counter(&b, "iam_revocation_marks_dropped_total",
+                 "Revocation marks dropped early because the mark table was full.",
+                 s.revocation_marks_dropped);
     prom_histogram(&b, "iam_l1_hit_seconds", "In-process cache hit latency (1 in 64 sampled).", &s.hit_latency);
     prom_histogram(&b, "iam_verify_seconds", "Local verification latency.", &s.verify_latency);
     return sb_finish(&b);

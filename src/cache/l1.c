@@ -85,14 +85,17 @@ iam_status l1_init(l1_cache *c, size_t max_entries, size_t max_bytes, uint64_t s
     if (!c->shards)
         return IAM_E_NOMEM;
     memset(c->shards, 0, sizeof(l1_shard) * n);
-    size_t per_count = max_entries / n + 1, per_bytes = max_bytes / n + 1;
+    c->max_count = max_entries;
+    c->max_bytes = max_bytes;
+    atomic_init(&c->count, 0);
+    atomic_init(&c->bytes, 0);
+    size_t per_count = max_entries / n + 1;
     size_t nb = pow2_at_least(per_count < (1u << 20) ? per_count : (1u << 20));
     for (size_t i = 0; i < n; i++) {
         l1_shard *sh = &c->shards[i];
         pthread_mutex_init(&sh->lock, NULL);
         sh->lru.next = sh->lru.prev = &sh->lru;
-        sh->max_count = per_count;
-        sh->max_bytes = per_bytes;
+        sh->owner = c;
         sh->mask = nb - 1;
         sh->buckets = calloc(nb, sizeof *sh->buckets);
         if (!sh->buckets) {
@@ -131,6 +134,8 @@ static void unlink_entry(l1_shard *sh, l1_entry *e)
     list_remove(&e->link);
     sh->count--;
     sh->bytes -= e->bytes;
+    atomic_fetch_sub_explicit(&sh->owner->count, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&sh->owner->bytes, e->bytes, memory_order_relaxed);
 }
 
 /* Unlinks under the lock; the caller frees after unlocking (user release may free). */
@@ -236,27 +241,37 @@ l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token
     return L1_LEAD;
 }
 
-/* Evicts until the shard fits its bounds, oldest first, except that an entry hit since it
- * was last considered goes back to the front once (CLOCK, second chance); collects them. */
-static l1_entry *make_room(l1_shard *sh, size_t need_bytes)
+static bool over_bounds(l1_cache *c, size_t need_bytes)
 {
-    l1_entry *victims = NULL;
-    size_t spared = 0;
-    while (sh->count > 0 && (sh->count + 1 > sh->max_count || sh->bytes + need_bytes > sh->max_bytes)) {
-        l1_entry *e = entry_of(sh->lru.prev);
-        if (e->referenced && spared < sh->count) {
-            e->referenced = false;
-            list_remove(&e->link);
-            list_push_front(&sh->lru, &e->link);
-            spared++;
-            continue;
+    return atomic_load_explicit(&c->count, memory_order_relaxed) + 1 > c->max_count ||
+           atomic_load_explicit(&c->bytes, memory_order_relaxed) + need_bytes > c->max_bytes;
+}
+
+/* Evicts one entry from the next non-empty shard in round-robin order: oldest first, but an
+ * entry hit since it was last considered goes back to the front once (CLOCK). Takes one
+ * shard lock at a time and no other; returns the victim (caller frees) or NULL. */
+static l1_entry *evict_one(l1_cache *c)
+{
+    for (size_t tries = 0; tries < c->nshards; tries++) {
+        size_t i = atomic_fetch_add_explicit(&c->evict_cursor, 1, memory_order_relaxed) & (c->nshards - 1);
+        l1_shard *sh = &c->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t spared = 0; sh->count > 0; spared++) {
+            l1_entry *e = entry_of(sh->lru.prev);
+            if (e->referenced && spared < sh->count) {
+                e->referenced = false;
+                list_remove(&e->link);
+                list_push_front(&sh->lru, &e->link);
+                continue;
+            }
+            unlink_entry(sh, e);
+            sh->evicted_capacity++;
+            pthread_mutex_unlock(&sh->lock);
+            return e;
         }
-        unlink_entry(sh, e);
-        sh->evicted_capacity++;
-        e->chain = victims;
-        victims = e;
+        pthread_mutex_unlock(&sh->lock);
     }
-    return victims;
+    return NULL;
 }
 
 /* Keeps a bucket's chain under L1_MAX_CHAIN by evicting its last (oldest-inserted) entry. */
@@ -282,6 +297,8 @@ l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
 {
     l1_shard *sh = shard_of(c, flight->hash);
     l1_entry *e = NULL, *victims = NULL, *replaced = NULL;
+    if (store && flight->len + sizeof *e > c->max_bytes)
+        store = false; /* could never fit */
     if (store) {
         size_t user_bytes = 0;
         if (user)
@@ -299,6 +316,14 @@ l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
             memcpy(e->token, flight->token, flight->len);
         }
     }
+    /* Make room cache-wide before taking this shard's lock (evict_one locks others). */
+    for (size_t tries = 0; e && over_bounds(c, e->bytes) && tries < 2 * c->nshards; tries++) {
+        l1_entry *v = evict_one(c);
+        if (!v)
+            break;
+        v->chain = victims;
+        victims = v;
+    }
     pthread_mutex_lock(&sh->lock);
     for (l1_flight **pp = &sh->flights; *pp; pp = &(*pp)->next)
         if (*pp == flight) {
@@ -307,7 +332,7 @@ l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
         }
     if (e && veto && veto(veto_arg)) {
         /* not cached; freed below */
-    } else if (e && e->bytes <= sh->max_bytes) {
+    } else if (e) {
         /* An entry for the same token and context (stored by a resolution that was not
          * coalesced with this one, e.g. with caching off for a while) is replaced. */
         for (l1_entry *o = sh->buckets[e->hash & sh->mask]; o; o = o->chain)
@@ -317,24 +342,32 @@ l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
                 replaced = o;
                 break;
             }
-        victims = make_room(sh, e->bytes);
         l1_entry *trimmed = trim_chain(sh, e->hash & sh->mask);
         if (trimmed) {
             trimmed->chain = victims;
             victims = trimmed;
         }
-        e->referenced = false;
-        l1_entry **b = &sh->buckets[e->hash & sh->mask];
-        e->chain = *b;
-        *b = e;
-        list_push_front(&sh->lru, &e->link);
-        sh->count++;
-        sh->bytes += e->bytes;
-        e = NULL;
+        /* Reserve, then check: concurrent inserts in other shards can only make this one
+         * give up, never push the cache past a bound. */
+        size_t cnt = atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed) + 1;
+        size_t byt = atomic_fetch_add_explicit(&c->bytes, e->bytes, memory_order_relaxed) + e->bytes;
+        if (cnt > c->max_count || byt > c->max_bytes) {
+            atomic_fetch_sub_explicit(&c->count, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&c->bytes, e->bytes, memory_order_relaxed);
+        } else {
+            e->referenced = false;
+            l1_entry **b = &sh->buckets[e->hash & sh->mask];
+            e->chain = *b;
+            *b = e;
+            list_push_front(&sh->lru, &e->link);
+            sh->count++;
+            sh->bytes += e->bytes;
+            e = NULL;
+        }
     }
     l1_waiter *w = flight->waiters;
     pthread_mutex_unlock(&sh->lock);
-    if (e) /* larger than a whole shard may hold: not cached */
+    if (e) /* vetoed, or no room for it within the cache-wide bounds: not cached */
         free_entry(e);
     if (replaced)
         free_entry(replaced);

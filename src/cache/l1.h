@@ -66,7 +66,8 @@ typedef struct l1_shard {
     l1_entry **buckets;
     size_t mask;
     l1_link lru; /* sentinel: most recently inserted (or spared) after it */
-    size_t count, bytes, max_count, max_bytes;
+    size_t count, bytes; /* this shard's share (statistics; the bounds are cache-wide) */
+    struct l1_cache *owner;
     l1_flight *flights;
     /* counters (under lock) */
     uint64_t hits, negative_hits, misses, coalesced;
@@ -79,6 +80,11 @@ typedef struct l1_cache {
     l1_shard *shards;
     size_t nshards; /* a power of two */
     uint64_t seed;
+    /* Cache-wide bounds, touched on insert and eviction only (never on a hit). An insert
+     * reserves before it stores, so neither bound is ever exceeded. */
+    size_t max_count, max_bytes;
+    _Atomic size_t count, bytes;
+    _Atomic size_t evict_cursor; /* shards are swept round-robin for victims (global CLOCK) */
 } l1_cache;
 
 typedef enum l1_outcome {
