@@ -43,6 +43,7 @@
  * error.
  */
 #include "iamclient.h"
+#include "bench_util.h"
 #include "mint.h"
 
 #include "cache/l1.h" /* l1_hash, for the cost breakdown only */
@@ -80,18 +81,6 @@ static void fatal(const char *what)
     exit(2);
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void *xmalloc(size_t n)
 {
@@ -110,7 +99,7 @@ typedef struct {
 
 static cpu_sample cpu_now(void)
 {
-    cpu_sample c = {0, 0, 0, now_ns(), false};
+    cpu_sample c = {0, 0, 0, bench_now_ns(), false};
     FILE *f = fopen("/proc/stat", "r");
     unsigned long long v[8] = {0};
     if (f) {
@@ -475,9 +464,9 @@ static double time_batch(bench_case *c, size_t n)
 {
     if (c->prep)
         c->prep(c->ctx, n);
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     size_t failed = c->fn(c->ctx, n);
-    double t = now_ns() - t0;
+    double t = bench_now_ns() - t0;
     if (c->check)
         failed += c->check(c->ctx, n);
     if (failed)
@@ -503,7 +492,7 @@ static void summarise(double *per, int k, double *median, double *spread)
 {
     double v[MAX_BATCHES];
     memcpy(v, per, (size_t)k * sizeof v[0]);
-    qsort(v, (size_t)k, sizeof v[0], cmp_double);
+    qsort(v, (size_t)k, sizeof v[0], bench_cmp_double);
     *median = v[k / 2];
     double p25 = v[k / 4], p75 = v[(3 * k) / 4];
     *spread = *median > 0 ? (p75 - p25) / *median : 0;
@@ -535,7 +524,7 @@ static void *worker_main(void *arg)
     size_t k = 0;
     uint64_t ops = 0, failed = 0;
     pthread_barrier_wait(w->bar);
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
         for (int j = 0; j < 64; j++) {
             if (w->kind == W_RESOLVE) {
@@ -554,7 +543,7 @@ static void *worker_main(void *arg)
         }
         ops += 64;
     }
-    w->ns = now_ns() - t0;
+    w->ns = bench_now_ns() - t0;
     w->ops = ops;
     w->failed = failed;
     return NULL;
@@ -677,15 +666,15 @@ static int profile(const char *kind, double secs, iam_client *hitc, iam_client *
             double t0;
             if (miss) {
                 prep_miss(&m, chunk);
-                t0 = now_ns();
+                t0 = bench_now_ns();
                 failed += run_miss(&m, chunk);
-                t += now_ns() - t0;
+                t += bench_now_ns() - t0;
                 failed += check_miss(&m, chunk);
             } else {
                 prep_verify_fresh(&v, chunk);
-                t0 = now_ns();
+                t0 = bench_now_ns();
                 failed += run_verify(&v, chunk);
-                t += now_ns() - t0;
+                t += bench_now_ns() - t0;
             }
             total += chunk;
         }

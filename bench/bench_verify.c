@@ -27,6 +27,7 @@
  * 1 otherwise, 2 on a usage or setup error.
  */
 #include "iamclient.h"
+#include "bench_util.h"
 #include "mint.h"
 
 #include <inttypes.h>
@@ -64,18 +65,6 @@ static void fatal(const char *what)
     exit(2);
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* base64url decoding (no padding) for the bench's own use; NULL on bad input. */
 static unsigned char *b64url_decode(const char *s, size_t len, size_t *outlen)
@@ -570,9 +559,9 @@ static void teardown_alg(alg_state *a)
 
 static double time_batch(bench_case *c, size_t n)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     c->failed += c->fn(c->ctx, n);
-    return now_ns() - t0;
+    return bench_now_ns() - t0;
 }
 
 static void calibrate(bench_case *c, double target_ns)
@@ -593,7 +582,7 @@ static void summarise(bench_case *c, int batches)
 {
     double v[MAX_BATCHES];
     memcpy(v, c->per_call, (size_t)batches * sizeof v[0]);
-    qsort(v, (size_t)batches, sizeof v[0], cmp_double);
+    qsort(v, (size_t)batches, sizeof v[0], bench_cmp_double);
     c->median = v[batches / 2];
     double p25 = v[batches / 4], p75 = v[(3 * batches) / 4];
     c->spread = c->median > 0 ? (p75 - p25) / c->median : 0;
