@@ -90,6 +90,7 @@ bool key_fits_alg(const iam_key *k, const alg_info *alg);
  * exactly what the general path decides (alg, typ JWT, no kid, no crit). */
 typedef struct canonical_header {
     const char *segment;
+    size_t segment_len;
     const char *alg;
 } canonical_header;
 extern const canonical_header JOSE_CANONICAL_HEADERS[];

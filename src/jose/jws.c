@@ -7,12 +7,12 @@
 #include <strings.h>
 
 const canonical_header JOSE_CANONICAL_HEADERS[] = {
-    {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", "HS256"}, /* {\"alg\":\"HS256\",\"typ\":\"JWT\"} */
-    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9", "HS256"}, /* {\"typ\":\"JWT\",\"alg\":\"HS256\"} */
-    {"eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9", "HS384"}, /* {\"alg\":\"HS384\",\"typ\":\"JWT\"} */
-    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzM4NCJ9", "HS384"}, /* {\"typ\":\"JWT\",\"alg\":\"HS384\"} */
-    {"eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9", "HS512"}, /* {\"alg\":\"HS512\",\"typ\":\"JWT\"} */
-    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9", "HS512"}, /* {\"typ\":\"JWT\",\"alg\":\"HS512\"} */
+    {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", sizeof "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" - 1, "HS256"}, /* {\"alg\":\"HS256\",\"typ\":\"JWT\"} */
+    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9", sizeof "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9" - 1, "HS256"}, /* {\"typ\":\"JWT\",\"alg\":\"HS256\"} */
+    {"eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9", sizeof "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9" - 1, "HS384"}, /* {\"alg\":\"HS384\",\"typ\":\"JWT\"} */
+    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzM4NCJ9", sizeof "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzM4NCJ9" - 1, "HS384"}, /* {\"typ\":\"JWT\",\"alg\":\"HS384\"} */
+    {"eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9", sizeof "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9" - 1, "HS512"}, /* {\"alg\":\"HS512\",\"typ\":\"JWT\"} */
+    {"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9", sizeof "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9" - 1, "HS512"}, /* {\"typ\":\"JWT\",\"alg\":\"HS512\"} */
 };
 const size_t JOSE_CANONICAL_HEADER_COUNT = sizeof JOSE_CANONICAL_HEADERS / sizeof JOSE_CANONICAL_HEADERS[0];
 
@@ -160,7 +160,7 @@ iam_status jws_verify_compact(const char *jws, size_t len, const iam_keyset *ks,
 
     for (size_t i = 0; i < JOSE_CANONICAL_HEADER_COUNT; i++) {
         const canonical_header *c = &JOSE_CANONICAL_HEADERS[i];
-        if (json_span_eq(jws, h64_len, c->segment, strlen(c->segment))) {
+        if (h64_len == c->segment_len && memcmp(jws, c->segment, h64_len) == 0) {
             out->typ_is_jwt = true;
             return verify_rest(jws, len, d1, d2, ks, alg_find(c->alg, strlen(c->alg)), NULL, 0,
                                payload_buf, out, err);
