@@ -31,6 +31,29 @@ static void pad_key(const unsigned char *key, size_t len, size_t block, unsigned
         pad[i] ^= key[i];
 }
 
+/* Inner and outer states of HMAC over SHA-384 or SHA-512 (both use SHA512_CTX and
+ * 128-byte blocks; only the initial values and the digest length differ). */
+static void sha512_family_pads(const unsigned char *secret, size_t len, int (*init)(SHA512_CTX *),
+                               unsigned char *(*oneshot)(const unsigned char *, size_t, unsigned char *),
+                               size_t digest_len, SHA512_CTX *in, SHA512_CTX *out)
+{
+    unsigned char k[SHA512_DIGEST_LENGTH], pad[SHA512_CBLOCK];
+    const unsigned char *key = secret;
+    size_t klen = len;
+    if (klen > SHA512_CBLOCK) { /* a longer key is hashed first (RFC 2104 §2) */
+        oneshot(secret, len, k);
+        key = k, klen = digest_len;
+    }
+    init(in);
+    pad_key(key, klen, SHA512_CBLOCK, 0x36, pad);
+    SHA512_Update(in, pad, SHA512_CBLOCK);
+    init(out);
+    pad_key(key, klen, SHA512_CBLOCK, 0x5c, pad);
+    SHA512_Update(out, pad, SHA512_CBLOCK);
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+}
+
 hmac_states *hmac_states_new(const unsigned char *secret, size_t len)
 {
     hmac_states *s = OPENSSL_zalloc(sizeof *s);
@@ -53,31 +76,9 @@ hmac_states *hmac_states_new(const unsigned char *secret, size_t len)
     pad_key(key, klen, SHA256_CBLOCK, 0x5c, pad);
     SHA256_Update(&s->out256, pad, SHA256_CBLOCK);
 
-    /* SHA-384: 128-byte blocks. */
-    key = secret, klen = len;
-    if (klen > SHA512_CBLOCK) {
-        SHA384(secret, len, k);
-        key = k, klen = SHA384_DIGEST_LENGTH;
-    }
-    SHA384_Init(&s->in384);
-    pad_key(key, klen, SHA512_CBLOCK, 0x36, pad);
-    SHA384_Update(&s->in384, pad, SHA512_CBLOCK);
-    SHA384_Init(&s->out384);
-    pad_key(key, klen, SHA512_CBLOCK, 0x5c, pad);
-    SHA384_Update(&s->out384, pad, SHA512_CBLOCK);
-
-    /* SHA-512: 128-byte blocks. */
-    key = secret, klen = len;
-    if (klen > SHA512_CBLOCK) {
-        SHA512(secret, len, k);
-        key = k, klen = SHA512_DIGEST_LENGTH;
-    }
-    SHA512_Init(&s->in512);
-    pad_key(key, klen, SHA512_CBLOCK, 0x36, pad);
-    SHA512_Update(&s->in512, pad, SHA512_CBLOCK);
-    SHA512_Init(&s->out512);
-    pad_key(key, klen, SHA512_CBLOCK, 0x5c, pad);
-    SHA512_Update(&s->out512, pad, SHA512_CBLOCK);
+    /* SHA-384 and SHA-512: 128-byte blocks, one state type, different initial values. */
+    sha512_family_pads(secret, len, SHA384_Init, SHA384, SHA384_DIGEST_LENGTH, &s->in384, &s->out384);
+    sha512_family_pads(secret, len, SHA512_Init, SHA512, SHA512_DIGEST_LENGTH, &s->in512, &s->out512);
 
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_cleanse(pad, sizeof pad);
@@ -113,22 +114,16 @@ size_t hmac_compute(const hmac_states *s, hash_id h, const unsigned char *msg, s
         OPENSSL_cleanse(&c, sizeof c);
         n = SHA256_DIGEST_LENGTH;
     } else {
+        /* SHA-384 is SHA-512 with other initial values and a shorter digest, both kept in
+         * the state, so the SHA-512 update and final serve both. */
         bool is384 = h == HASH_SHA384;
         SHA512_CTX c = is384 ? s->in384 : s->in512;
         n = is384 ? SHA384_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
-        if (is384) {
-            SHA384_Update(&c, msg, len);
-            SHA384_Final(inner, &c);
-            c = s->out384;
-            SHA384_Update(&c, inner, n);
-            SHA384_Final(out, &c);
-        } else {
-            SHA512_Update(&c, msg, len);
-            SHA512_Final(inner, &c);
-            c = s->out512;
-            SHA512_Update(&c, inner, n);
-            SHA512_Final(out, &c);
-        }
+        SHA512_Update(&c, msg, len);
+        SHA512_Final(inner, &c);
+        c = is384 ? s->out384 : s->out512;
+        SHA512_Update(&c, inner, n);
+        SHA512_Final(out, &c);
         OPENSSL_cleanse(&c, sizeof c);
     }
     return n;
