@@ -95,6 +95,8 @@ typedef enum iam_status {
     IAM_E_WRONG_TENANT = -15,    /* the user does not belong to the required organisation */
     /* The answer could not be obtained; the token is NOT known to be invalid. */
     IAM_E_UNAVAILABLE = -20,
+    /* iam_client_cached only: no tier holds an answer for the token (not a refusal). */
+    IAM_E_NOT_CACHED = -21,
     /* Caller or configuration errors. */
     IAM_E_INVALID_ARGUMENT = -30,
     IAM_E_BAD_KEY = -31,         /* a key given to a keyset is malformed or unsupported */
@@ -433,6 +435,17 @@ typedef void (*iam_resolve_cb)(void *arg, iam_status status, iam_user *user, con
 IAM_EXTERN iam_status iam_client_resolve_async(iam_client *c, const char *token, size_t len,
                                                const iam_resolve_options *ro, iam_resolve_cb cb,
                                                void *arg);
+
+/**
+ * Answers from the caches only: never verifies a token and never calls the auth service.
+ * IAM_OK with *out (a reference) for a cached context; the remembered refusal's code for a
+ * cached refusal; IAM_E_NOT_CACHED when no cache holds an answer. Expiry, revocation marks
+ * and tenant are checked as on any hit. Later tiers (the Redis shared cache) are consulted
+ * too, so the call may wait up to their deadline.
+ */
+IAM_EXTERN iam_status iam_client_cached(iam_client *c, const char *token, size_t len,
+                                        const iam_resolve_options *ro, iam_user **out,
+                                        iam_error *err);
 
 /* Invalidation. Each returns the number of cached entries removed. A revoked jti is also
  * marked so that the token is refused (IAM_E_REVOKED) and never cached again for

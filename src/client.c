@@ -626,6 +626,38 @@ static bool veto_if_invalidated(void *arg)
     return invalidated_since(v->c, v->epoch0, v->hash, v->user);
 }
 
+/* The validation context a request's answers are cached under. */
+static uint64_t request_ctx(const iam_client *c, const iam_resolve_options *ro)
+{
+    return ro && (ro->audience || ro->required_org)
+               ? ctx_hash(c->seed, ro->audience ? ro->audience : c->audience, c->issuer,
+                          ro->required_org)
+               : c->default_ctx;
+}
+
+iam_status iam_client_cached(iam_client *c, const char *token, size_t len,
+                             const iam_resolve_options *ro, iam_user **out, iam_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!c || !token || !out)
+        return iam_fail(err, IAM_E_INVALID_ARGUMENT, "client, token and out-parameter are required");
+    if (len > IAM_MAX_TOKEN_BYTES)
+        return iam_fail(err, IAM_E_TOO_LARGE, "token is %zu bytes; the limit is %d", len, IAM_MAX_TOKEN_BYTES);
+    if (!c->cache_enabled)
+        return iam_fail(err, IAM_E_NOT_CACHED, "the cache is disabled");
+    iam_status refusal = IAM_OK;
+    switch (l1_peek(&c->l1, l1_hash(&c->l1, token, len), request_ctx(c, ro), token, len, now_ms(c),
+                    out, &refusal)) {
+    case L1_HIT:
+        return IAM_OK;
+    case L1_REFUSED:
+        return iam_fail(err, refusal, "%s (remembered refusal)", iam_strerror(refusal));
+    default:
+        return iam_fail(err, IAM_E_NOT_CACHED, "no cache holds an answer for this token");
+    }
+}
+
 /*
  * The pipeline. With waiter == NULL a request that would have to wait for another's
  * resolution returns CORE_BUSY (the async caller then allocates a waiter and retries).
@@ -640,10 +672,7 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
         count_result(c, *st, false, 0);
         return CORE_DONE;
     }
-    uint64_t ctx = ro && (ro->audience || ro->required_org)
-                       ? ctx_hash(c->seed, ro->audience ? ro->audience : c->audience, c->issuer,
-                                  ro->required_org)
-                       : c->default_ctx;
+    uint64_t ctx = request_ctx(c, ro);
     int64_t now = now_ms(c);
     uint64_t hash = l1_hash(&c->l1, token, len);
     l1_flight flight;

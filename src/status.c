@@ -29,6 +29,7 @@ static const status_text STATUS_TEXTS[] = {
     {IAM_E_REVOKED, "revoked", "token has been revoked"},
     {IAM_E_WRONG_TENANT, "wrong_tenant", "user does not belong to the required organisation"},
     {IAM_E_UNAVAILABLE, "unavailable", "the answer could not be obtained"},
+    {IAM_E_NOT_CACHED, "not_cached", "no cache holds an answer for the token"},
     {IAM_E_INVALID_ARGUMENT, "invalid_argument", "invalid argument"},
     {IAM_E_BAD_KEY, "bad_key", "key is malformed or unsupported"},
     {IAM_E_CONFIG, "config", "invalid configuration"},

@@ -554,6 +554,40 @@ static void test_refusal_default_ttl_10s(void **state)
     iam_client_free(c);
 }
 
+/* iam_client_cached answers from the cache only: never verifies. */
+static void test_cached_only(void **state)
+{
+    (void)state;
+    iam_client *c = default_client();
+    char *t = valid_token("41");
+    char *bad = token_for("42", T0_S + 3600, g_other_key);
+    iam_user *u = (iam_user *)0x1;
+    iam_error e = {0};
+    assert_int_equal(iam_client_cached(c, t, strlen(t), NULL, &u, &e), IAM_E_NOT_CACHED);
+    assert_null(u);
+    assert_int_equal(stats(c).verifications, 0); /* nothing was verified */
+    assert_int_equal(resolve(c, t, NULL, "41"), IAM_OK);
+    assert_int_equal(iam_client_cached(c, t, strlen(t), NULL, &u, &e), IAM_OK);
+    assert_string_equal(iam_user_id(u), "41");
+    iam_user_release(u);
+    /* another context (tenant) is another entry */
+    iam_resolve_options ro = {.required_org = "7"};
+    assert_int_equal(iam_client_cached(c, t, strlen(t), &ro, &u, &e), IAM_E_NOT_CACHED);
+    /* a remembered refusal is answered as that refusal */
+    assert_int_equal(resolve(c, bad, NULL, NULL), IAM_E_BAD_SIGNATURE);
+    assert_int_equal(iam_client_cached(c, bad, strlen(bad), NULL, &u, &e), IAM_E_BAD_SIGNATURE);
+    assert_null(u);
+    /* expiry is checked */
+    set_now((T0_S + 3600) * 1000);
+    assert_int_equal(iam_client_cached(c, t, strlen(t), NULL, &u, &e), IAM_E_NOT_CACHED);
+    assert_int_equal(stats(c).verifications, 2);
+    assert_int_equal(iam_client_cached(c, t, IAM_MAX_TOKEN_BYTES + 1, NULL, &u, &e), IAM_E_TOO_LARGE);
+    assert_int_equal(iam_client_cached(NULL, t, strlen(t), NULL, &u, &e), IAM_E_INVALID_ARGUMENT);
+    free(t);
+    free(bad);
+    iam_client_free(c);
+}
+
 static void test_negative_disabled(void **state)
 {
     (void)state;
@@ -1314,6 +1348,7 @@ int main(void)
         T(test_refusal_remembered),
         T(test_refusal_expires),
         T(test_refusal_default_ttl_10s),
+        T(test_cached_only),
         T(test_negative_disabled),
         T(test_not_yet_valid_not_remembered),
         T(test_expired_refusal_remembered),

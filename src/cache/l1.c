@@ -170,6 +170,54 @@ static inline l1_shard *shard_of(l1_cache *c, uint64_t hash)
     return &c->shards[(hash >> 40) & (c->nshards - 1)]; /* bits apart from the bucket's */
 }
 
+/* Matches an entry under the shard lock: L1_HIT (user retained), L1_REFUSED, or L1_LEAD
+ * when none answers; an expired match is unlinked into *stale for the caller to free
+ * outside the lock. */
+static l1_outcome match_entry_locked(l1_shard *sh, uint64_t hash, uint64_t ctx, const char *token,
+                                     size_t len, int64_t now_ms, bool timed, uint64_t t0,
+                                     iam_user **user, iam_status *refusal, l1_entry **stale)
+{
+    for (l1_entry *e = sh->buckets[hash & sh->mask]; e; e = e->chain) {
+        if (e->hash != hash || e->ctx != ctx || e->len != len || memcmp(e->token, token, len) != 0)
+            continue;
+        if (now_ms >= e->expires_ms) { /* expiry is checked on every hit */
+            unlink_entry(sh, e);
+            sh->evicted_expired++;
+            *stale = e;
+            return L1_LEAD;
+        }
+        /* No reordering on a hit (it would write the shard's list head on every hit):
+         * a referenced mark, written only when clear, gives the entry a second
+         * chance at eviction. */
+        if (!e->referenced)
+            e->referenced = true;
+        if (e->user) {
+            *user = iam_user_retain(e->user);
+            sh->hits++;
+            if (timed)
+                latency_record(&sh->hit_latency, now_ns() - t0);
+            return L1_HIT;
+        }
+        *refusal = e->refusal;
+        sh->negative_hits++;
+        return L1_REFUSED;
+    }
+    return L1_LEAD;
+}
+
+l1_outcome l1_peek(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token, size_t len,
+                   int64_t now_ms, iam_user **user, iam_status *refusal)
+{
+    l1_shard *sh = shard_of(c, hash);
+    l1_entry *stale = NULL;
+    pthread_mutex_lock(&sh->lock);
+    l1_outcome r = match_entry_locked(sh, hash, ctx, token, len, now_ms, false, 0, user, refusal, &stale);
+    pthread_mutex_unlock(&sh->lock);
+    if (stale)
+        free_entry(stale);
+    return r;
+}
+
 l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token, size_t len,
                      int64_t now_ms, bool use_entries, l1_waiter *waiter, l1_flight *flight,
                      iam_user **user, iam_status *refusal)
@@ -180,32 +228,10 @@ l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token
     l1_entry *stale = NULL;
     pthread_mutex_lock(&sh->lock);
     if (use_entries) {
-        for (l1_entry *e = sh->buckets[hash & sh->mask]; e; e = e->chain) {
-            if (e->hash != hash || e->ctx != ctx || e->len != len || memcmp(e->token, token, len) != 0)
-                continue;
-            if (now_ms >= e->expires_ms) { /* expiry is checked on every hit */
-                unlink_entry(sh, e);
-                sh->evicted_expired++;
-                stale = e;
-                break;
-            }
-            /* No reordering on a hit (it would write the shard's list head on every hit):
-             * a referenced mark, written only when clear, gives the entry a second
-             * chance at eviction. */
-            if (!e->referenced)
-                e->referenced = true;
-            if (e->user) {
-                *user = iam_user_retain(e->user);
-                sh->hits++;
-                if (timed)
-                    latency_record(&sh->hit_latency, now_ns() - t0);
-                pthread_mutex_unlock(&sh->lock);
-                return L1_HIT;
-            }
-            *refusal = e->refusal;
-            sh->negative_hits++;
+        l1_outcome r = match_entry_locked(sh, hash, ctx, token, len, now_ms, timed, t0, user, refusal, &stale);
+        if (r != L1_LEAD) {
             pthread_mutex_unlock(&sh->lock);
-            return L1_REFUSED;
+            return r;
         }
     }
     for (l1_flight *f = sh->flights; f; f = f->next) {

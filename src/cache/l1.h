@@ -114,6 +114,11 @@ l1_outcome l1_lookup(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token
                      int64_t now_ms, bool use_entries, l1_waiter *waiter, l1_flight *flight,
                      iam_user **user, iam_status *refusal);
 
+/** Looks the token up in the entries only (no flight, no coalescing): L1_HIT, L1_REFUSED,
+ * or L1_LEAD meaning "nothing cached". Expired entries are dropped. */
+l1_outcome l1_peek(l1_cache *c, uint64_t hash, uint64_t ctx, const char *token, size_t len,
+                   int64_t now_ms, iam_user **user, iam_status *refusal);
+
 /**
  * Ends the caller's resolution: stores the answer when store is true (user: a positive
  * entry, retained by the cache; otherwise a refusal) until expires_ms, unregisters the
