@@ -323,6 +323,7 @@ IAM_EXTERN char *iam_user_to_json(const iam_user *u);
  * A client is thread-safe: every function may be called from any thread.
  */
 typedef struct iam_client iam_client;
+struct iam_invalidation;
 
 typedef enum iam_mode {
     /** Verify locally; fall back to the network tiers only when no key can decide (default). */
@@ -346,6 +347,40 @@ typedef enum iam_mode {
 #define IAM_MAX_REVOCATION_TTL_S 31536000
 /** Largest cache_max_entries accepted. */
 #define IAM_MAX_CACHE_ENTRIES 10000000
+/** Defaults and limits of the Redis tier. */
+#define IAM_DEFAULT_REDIS_TIMEOUT_MS 250
+#define IAM_MAX_REDIS_TIMEOUT_MS 60000
+#define IAM_DEFAULT_REDIS_STALE_S 5
+#define IAM_MAX_REDIS_STALE_S 3600
+/** Namespace and version of every key this library writes besides the platform's own. */
+#define IAM_REDIS_KEY_PREFIX "iam:v1:"
+/** The platform's revocation keys and invalidation channel (CONTRACT.md). */
+#define IAM_REDIS_BLACKLIST_PREFIX "blacklist:jti:"
+#define IAM_REDIS_CHANNEL "policy:invalidate"
+/** Largest invalidation message read; longer ones are counted and ignored. */
+#define IAM_MAX_INVALIDATION_BYTES 65536
+/** Largest shared-cache record read; longer ones are treated as tampered. */
+#define IAM_MAX_RECORD_BYTES 65536
+
+/** What an invalidation callback is told. Strings are valid during the call only. */
+typedef enum iam_invalidation_kind {
+    IAM_INVALIDATION_MESSAGE = 0, /* a message on policy:invalidate */
+    IAM_INVALIDATION_SUBSCRIBED,  /* the subscription is (again) in place */
+    IAM_INVALIDATION_LOST         /* the subscription was lost; cached answers are now bounded
+                                     by redis_stale_s until it is back */
+} iam_invalidation_kind;
+
+typedef struct iam_invalidation {
+    iam_invalidation_kind kind;
+    const char *user_id;   /* NULL when the message names none (integers arrive as strings) */
+    const char *jti;       /* NULL when none */
+    bool all;              /* {"all": true}: every entry */
+    /* The message named a token. The token itself is never handed out: a fingerprint (the
+     * first 16 hex digits of its SHA-256) identifies it. "" when none. */
+    char token_fingerprint[17];
+    bool malformed;        /* not a JSON object of the known shape: ignored (counted) */
+} iam_invalidation;
+
 /** Longest URL accepted in options. */
 #define IAM_MAX_URL_BYTES 2048
 
@@ -360,10 +395,31 @@ typedef struct iam_client_options {
     const char *audience;
     const char *issuer;
     int64_t leeway_s;
-    /* Network tiers (validated now; used by the Redis and auth-service tiers). */
+    /* Network tiers. auth_url/jwks_url are validated now and used by the auth-service tier
+     * (a later release). */
     const char *auth_url;      /* http(s)://host[:port][/path] */
     const char *jwks_url;      /* http(s)://… */
-    const char *redis_url;     /* redis://, rediss://, unix:// */
+    /* The Redis tier: redis://[[user]:password@]host[:port][/db] or
+     * unix:///path/to/socket[?db=N&password=P] (percent-encoding allowed in user and
+     * password). rediss:// (TLS) needs hiredis >= 1.0 with SSL; Debian 12 ships 0.14, so it
+     * is refused at creation with a message saying so. */
+    const char *redis_url;
+    /* Keys the shared cache (record keys and record MACs); >= 32 bytes. NULL: derived from
+     * jwt_secret (HMAC-SHA256 under a fixed label), so every node holding the platform's
+     * secret shares records. Required with redis_url when there is no jwt_secret. */
+    const char *cache_secret;
+    int64_t redis_timeout_ms;  /* deadline of one Redis round trip (0: default) */
+    int64_t redis_stale_s;     /* while the invalidation subscription is lost, no cached answer
+                                  is served longer than this after the loss (0: default) */
+    /* When a token's revocation cannot be checked (Redis down, slow or erroring): false
+     * (default) answers IAM_E_UNAVAILABLE; true accepts it, caching the answer at most
+     * redis_stale_s. */
+    bool revocation_fail_open;
+    /* Called on the client's I/O thread for every invalidation message heard on
+     * policy:invalidate and for every change of the subscription's state; must not block.
+     * NULL: none. */
+    void (*on_invalidation)(void *arg, const struct iam_invalidation *m);
+    void *invalidation_arg;
     /* The in-process cache. 0 means the default. Both bounds hold for the cache as a whole
      * (an entry is never stored if it cannot fit); cache_max_entries <= IAM_MAX_CACHE_ENTRIES. */
     size_t cache_max_entries;
@@ -454,6 +510,22 @@ IAM_EXTERN size_t iam_client_invalidate_token(iam_client *c, const char *token, 
 IAM_EXTERN size_t iam_client_invalidate_user(iam_client *c, const char *user_id);
 IAM_EXTERN size_t iam_client_revoke_jti(iam_client *c, const char *jti);
 IAM_EXTERN size_t iam_client_invalidate_all(iam_client *c);
+/* With the Redis tier, each invalidation above is also published on policy:invalidate for
+ * the other nodes ({"user_id": …}, {"jti": …}, {"all": true}; a token is published by its
+ * jti, never itself), and iam_client_revoke_jti also writes the platform's blacklist key
+ * for revocation_ttl_s. Publishing is asynchronous and best effort. */
+
+/**
+ * Revokes a token everywhere (blocking, bounded by redis_timeout_ms): marks its jti here,
+ * evicts it, writes blacklist:jti:<jti> = "1" with a TTL of the seconds left until its exp
+ * (at least 1), deletes its shared-cache record and publishes {"user_id": …, "jti": …}.
+ * The token's claims are read without verifying its signature when no key held can (a
+ * revocation can only ever refuse more). Errors: IAM_E_MALFORMED, IAM_E_MISSING_CLAIM (no
+ * jti: revoke its user with iam_client_invalidate_user instead), IAM_E_UNAVAILABLE (Redis
+ * did not confirm; the local effects stand), IAM_E_CONFIG (no Redis tier).
+ */
+IAM_EXTERN iam_status iam_client_revoke_token(iam_client *c, const char *token, size_t len,
+                                              iam_error *err);
 
 /** Latency histogram: bucket i counts durations in [2^i, 2^(i+1)) ns; the last is open-ended. */
 #define IAM_LATENCY_BUCKETS 32
@@ -480,7 +552,18 @@ typedef struct iam_client_stats {
     uint64_t rejected[IAM_STATUS_SLOTS]; /* by reason: rejected[-IAM_E_EXPIRED] … */
     uint64_t revocation_marks;
     uint64_t revocation_marks_dropped; /* dropped early because the table was full */
-    uint64_t network_calls;      /* Redis / auth service (later tiers) */
+    uint64_t network_calls;      /* Redis round trips and auth-service calls */
+    /* the Redis tier */
+    uint64_t redis_hits;         /* answered from a valid shared-cache record */
+    uint64_t redis_misses;       /* looked up, no record */
+    uint64_t redis_bad_records;  /* failed MAC, malformed, other context: removed, never trusted */
+    uint64_t redis_revoked;      /* refused because blacklist:jti:<jti> exists */
+    uint64_t redis_errors;       /* error replies, timeouts, lost connections */
+    uint64_t redis_writes;       /* records stored */
+    uint64_t redis_reconnects;
+    uint64_t invalidations_heard;
+    uint64_t invalidations_malformed;
+    bool redis_connected, redis_subscribed;
     /* latencies: hits are sampled 1 in 64 to keep the clock off the hot path */
     iam_latency hit_latency, verify_latency;
 } iam_client_stats;

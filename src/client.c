@@ -11,9 +11,15 @@
  *   - IAM_E_UNAVAILABLE and caller errors are never cached.
  */
 #include "cache/l1.h"
+#include "cache/record.h"
 #include "identity/identity.h"
+#include "identity/peek.h"
 #include "net/loop.h"
+#include "net/redis.h"
 #include "client_internal.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -58,6 +64,18 @@ struct iam_client {
     _Atomic uint64_t epoch;
     pthread_mutex_t inv_lock;
     inv_record inv[INV_LOG];
+
+    /* the Redis tier (NULL without redis_url) */
+    redis_tier *redis;
+    record_keys rk;
+    record_ctx rctx;            /* the client's own validation context */
+    int64_t stale_ms;
+    bool fail_open;
+    _Atomic bool deaf;          /* invalidations cannot be heard: answers cached <= stale_ms */
+    void (*on_invalidation)(void *, const iam_invalidation *);
+    void *invalidation_arg;
+    _Atomic uint64_t redis_hits, redis_misses, redis_bad, redis_revoked, redis_writes, inv_heard,
+        inv_malformed;
 };
 
 /* ------------------------------------------------------------------ clock */
@@ -135,6 +153,7 @@ iam_status iam_client_options_from_env(iam_client_options *o, iam_error *err)
         {"IAM_AUTH_URL", offsetof(iam_client_options, auth_url)},
         {"IAM_JWKS_URL", offsetof(iam_client_options, jwks_url)},
         {"IAM_REDIS_URL", offsetof(iam_client_options, redis_url)},
+        {"IAM_CACHE_SECRET", offsetof(iam_client_options, cache_secret)},
     };
     for (size_t i = 0; i < sizeof STRINGS / sizeof STRINGS[0]; i++)
         if ((v = getenv(STRINGS[i].name)) && *v)
@@ -163,6 +182,23 @@ iam_status iam_client_options_from_env(iam_client_options *o, iam_error *err)
             return iam_fail(err, IAM_E_CONFIG, "IAM_CACHE_TTL_S must be whole seconds from 1 to 86400");
         o->cache_ttl_s = n;
     }
+    if ((v = getenv("IAM_REDIS_TIMEOUT_MS")) && *v) {
+        if (!parse_i64(v, 1, IAM_MAX_REDIS_TIMEOUT_MS, &n))
+            return iam_fail(err, IAM_E_CONFIG, "IAM_REDIS_TIMEOUT_MS must be milliseconds from 1 to %d",
+                            IAM_MAX_REDIS_TIMEOUT_MS);
+        o->redis_timeout_ms = n;
+    }
+    if ((v = getenv("IAM_REDIS_STALE_S")) && *v) {
+        if (!parse_i64(v, 1, IAM_MAX_REDIS_STALE_S, &n))
+            return iam_fail(err, IAM_E_CONFIG, "IAM_REDIS_STALE_S must be seconds from 1 to %d",
+                            IAM_MAX_REDIS_STALE_S);
+        o->redis_stale_s = n;
+    }
+    if ((v = getenv("IAM_REVOCATION_FAIL_OPEN")) && *v) {
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+            return iam_fail(err, IAM_E_CONFIG, "IAM_REVOCATION_FAIL_OPEN must be 0 or 1");
+        o->revocation_fail_open = v[0] == '1';
+    }
     if ((v = getenv("IAM_NEGATIVE_TTL_S")) && *v) {
         if (!parse_i64(v, -1, 3600, &n) || n == 0)
             return iam_fail(err, IAM_E_CONFIG, "IAM_NEGATIVE_TTL_S must be -1 (off) or 1 to 3600");
@@ -182,6 +218,8 @@ static iam_status check_url(const char *url, const char *what, const char *const
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
             return iam_fail(err, IAM_E_CONFIG, "%s contains whitespace or control characters", what);
+    if (!schemes)
+        return IAM_OK; /* the scheme's own parser checks the rest */
     for (size_t i = 0; schemes[i]; i++) {
         size_t sl = strlen(schemes[i]);
         if (len == sl && strcmp(url, schemes[i]) == 0)
@@ -251,6 +289,8 @@ static uint64_t ctx_hash(uint64_t seed, const char *a, const char *b, const char
 }
 
 static void on_tick(void *arg);
+static iam_status redis_setup(iam_client *c, const iam_client_options *o, const redis_url *u,
+                              iam_error *err);
 
 iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_error *err)
 {
@@ -273,14 +313,30 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
     if (o->cache_max_entries > IAM_MAX_CACHE_ENTRIES)
         return iam_fail(err, IAM_E_CONFIG, "cache_max_entries above %d", IAM_MAX_CACHE_ENTRIES);
     static const char *const HTTP[] = {"http://", "https://", NULL};
-    static const char *const REDIS[] = {"redis://", "rediss://", "unix://", NULL};
     iam_status st;
     if (o->auth_url && (st = check_url(o->auth_url, "auth_url", HTTP, err)) != IAM_OK)
         return st;
     if (o->jwks_url && (st = check_url(o->jwks_url, "jwks_url", HTTP, err)) != IAM_OK)
         return st;
-    if (o->redis_url && (st = check_url(o->redis_url, "redis_url", REDIS, err)) != IAM_OK)
+    if (o->redis_url && (st = check_url(o->redis_url, "redis_url", NULL, err)) != IAM_OK)
         return st;
+    redis_url rurl;
+    if (o->redis_url && (st = redis_url_parse(o->redis_url, &rurl, err)) != IAM_OK)
+        return st;
+    if (o->redis_url && o->mode == IAM_MODE_LOCAL_ONLY)
+        return iam_fail(err, IAM_E_CONFIG, "local-only mode uses no network: drop redis_url or choose local-first");
+    if (o->redis_timeout_ms < 0 || o->redis_timeout_ms > IAM_MAX_REDIS_TIMEOUT_MS || o->redis_stale_s < 0 ||
+        o->redis_stale_s > IAM_MAX_REDIS_STALE_S)
+        return iam_fail(err, IAM_E_CONFIG, "redis_timeout_ms must be 0..%d and redis_stale_s 0..%d",
+                        IAM_MAX_REDIS_TIMEOUT_MS, IAM_MAX_REDIS_STALE_S);
+    if (o->cache_secret && strlen(o->cache_secret) < 32)
+        return iam_fail(err, IAM_E_CONFIG, "cache_secret must be at least 32 bytes");
+    if (o->redis_url && !o->cache_secret && !o->jwt_secret)
+        return iam_fail(err, IAM_E_CONFIG,
+                        "redis_url needs cache_secret (IAM_CACHE_SECRET), or jwt_secret to derive one from");
+    if ((o->audience && strlen(o->audience) > IAM_MAX_URL_BYTES) ||
+        (o->issuer && strlen(o->issuer) > IAM_MAX_URL_BYTES))
+        return iam_fail(err, IAM_E_CONFIG, "audience and issuer are at most %d bytes", IAM_MAX_URL_BYTES);
 
     iam_client *c = calloc(1, sizeof *c);
     if (!c)
@@ -333,6 +389,8 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
         st = iam_fail(err, IAM_E_NOMEM, "out of memory for the cache");
     if (st == IAM_OK && io_loop_start(&c->loop, on_tick, c, 1000) != IAM_OK)
         st = iam_fail(err, IAM_E_INTERNAL, "cannot start the I/O thread");
+    if (st == IAM_OK && o->redis_url)
+        st = redis_setup(c, o, &rurl, err);
     if (st != IAM_OK) {
         iam_client_free(c);
         return st;
@@ -359,7 +417,10 @@ void iam_client_free(iam_client *c)
 {
     if (!c)
         return;
+    redis_tier_stop(c->redis); /* fails what is in flight while the loop still runs */
     io_loop_stop(c->loop);
+    redis_tier_free(c->redis);
+    record_keys_free(&c->rk);
     if (c->l1.shards)
         l1_destroy(&c->l1);
     rev_clear(c);
@@ -510,10 +571,8 @@ static bool invalidated_since(iam_client *c, uint64_t since, uint64_t token_hash
     return hit;
 }
 
-size_t iam_client_invalidate_token(iam_client *c, const char *token, size_t len)
+static size_t invalidate_token_local(iam_client *c, const char *token, size_t len)
 {
-    if (!c || !token)
-        return 0;
     inv_log(c, INV_TOKEN, l1_hash(&c->l1, token, len), NULL);
     return l1_remove_token(&c->l1, token, len);
 }
@@ -523,10 +582,8 @@ static bool user_is(const iam_user *u, const void *arg)
     return iam_user_id(u) && strcmp(iam_user_id(u), arg) == 0;
 }
 
-size_t iam_client_invalidate_user(iam_client *c, const char *user_id)
+static size_t invalidate_user_local(iam_client *c, const char *user_id)
 {
-    if (!c || !user_id)
-        return 0;
     inv_log(c, INV_USER, 0, user_id);
     return l1_remove_if(&c->l1, user_is, user_id);
 }
@@ -536,21 +593,457 @@ static bool jti_is(const iam_user *u, const void *arg)
     return iam_user_jti(u) && strcmp(iam_user_jti(u), arg) == 0;
 }
 
+static size_t invalidate_jti_local(iam_client *c, const char *jti)
+{
+    inv_log(c, INV_JTI, 0, jti);
+    return l1_remove_if(&c->l1, jti_is, jti);
+}
+
+static size_t invalidate_all_local(iam_client *c)
+{
+    inv_log(c, INV_ALL, 0, NULL);
+    return l1_remove_all(&c->l1);
+}
+
+/* Appends s as a JSON string (quotes included) to out; false when it does not fit. */
+static bool json_quote(char *out, size_t cap, size_t *at, const char *s)
+{
+    static const char H[] = "0123456789abcdef";
+    size_t o = *at;
+    if (o + 1 >= cap)
+        return false;
+    out[o++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (o + 7 >= cap)
+            return false;
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p < 0x20) {
+            o += (size_t)sprintf(out + o, "\\u00%c%c", H[*p >> 4], H[*p & 15]);
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    *at = o;
+    return true;
+}
+
+/* {"user_id": …, "jti": …} or {"all": true}, formatted like the platform's messages. */
+static bool invalidation_message(char *out, size_t cap, const char *user_id, const char *jti, bool all)
+{
+    size_t at = 0;
+    if (all)
+        return snprintf(out, cap, "{\"all\": true}") < (int)cap;
+    at = (size_t)snprintf(out, cap, "{");
+    if (user_id) {
+        at += (size_t)snprintf(out + at, cap - at, "\"user_id\": ");
+        if (!json_quote(out, cap, &at, user_id))
+            return false;
+    }
+    if (jti) {
+        at += (size_t)snprintf(out + at, cap - at, "%s\"jti\": ", user_id ? ", " : "");
+        if (!json_quote(out, cap, &at, jti))
+            return false;
+    }
+    return snprintf(out + at, cap - at, "}") == 1;
+}
+
+/* Adds one command to a batch from NUL-terminated arguments. */
+static bool batch_cmd(redis_batch *b, int argc, const char *const *argv)
+{
+    size_t lens[4];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return redis_batch_add(b, argc, (const char **)argv, lens);
+}
+
+static void fire_and_forget(iam_client *c, int argc, const char *const *argv)
+{
+    redis_batch *b = redis_batch_new(NULL, NULL);
+    if (b && batch_cmd(b, argc, argv))
+        redis_submit(c->redis, b);
+    else
+        redis_batch_free(b);
+}
+
+/* Best effort: published for the other nodes; nobody waits. */
+static void publish(iam_client *c, const char *user_id, const char *jti, bool all)
+{
+    char msg[2 * (6 * IAM_MAX_KID_BYTES + 32)];
+    if (!c->redis || !invalidation_message(msg, sizeof msg, user_id, jti, all))
+        return;
+    redis_batch *b = redis_batch_new(NULL, NULL);
+    const char *argv[] = {"PUBLISH", IAM_REDIS_CHANNEL, msg};
+    if (b && batch_cmd(b, 3, argv))
+        redis_submit(c->redis, b);
+    else
+        redis_batch_free(b);
+}
+
+size_t iam_client_invalidate_token(iam_client *c, const char *token, size_t len)
+{
+    if (!c || !token)
+        return 0;
+    size_t n = invalidate_token_local(c, token, len);
+    if (c->redis) { /* published by jti: a token never travels through Redis */
+        token_peek pk;
+        if (token_peek_claims(token, len, &pk, NULL) == IAM_OK && (pk.jti[0] || pk.sub[0]))
+            publish(c, pk.jti[0] ? NULL : pk.sub, pk.jti[0] ? pk.jti : NULL, false);
+    }
+    return n;
+}
+
+size_t iam_client_invalidate_user(iam_client *c, const char *user_id)
+{
+    if (!c || !user_id)
+        return 0;
+    size_t n = invalidate_user_local(c, user_id);
+    publish(c, user_id, NULL, false);
+    return n;
+}
+
+/* Writes the platform's revocation key; done (may be NULL) hears whether Redis confirmed. */
+static bool blacklist_batch(iam_client *c, redis_batch *b, const char *jti, int64_t ttl_s)
+{
+    char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES], ttl[24];
+    snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, jti);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)(ttl_s < 1 ? 1 : ttl_s));
+    const char *argv[] = {"SET", key, "1", "EX", ttl};
+    size_t lens[5];
+    for (int i = 0; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    (void)c;
+    return redis_batch_add(b, 5, argv, lens);
+}
+
 size_t iam_client_revoke_jti(iam_client *c, const char *jti)
 {
     if (!c || !jti || !*jti)
         return 0;
     rev_mark_add(c, jti, now_ms(c)); /* marked first: a resolution from now on is refused */
-    inv_log(c, INV_JTI, 0, jti);
-    return l1_remove_if(&c->l1, jti_is, jti);
+    size_t n = invalidate_jti_local(c, jti);
+    if (c->redis && strlen(jti) <= IAM_MAX_KID_BYTES) {
+        redis_batch *b = redis_batch_new(NULL, NULL);
+        if (b && blacklist_batch(c, b, jti, c->revocation_ttl_ms / 1000))
+            redis_submit(c->redis, b);
+        else
+            redis_batch_free(b);
+        publish(c, NULL, jti, false);
+    }
+    return n;
 }
 
 size_t iam_client_invalidate_all(iam_client *c)
 {
     if (!c)
         return 0;
-    inv_log(c, INV_ALL, 0, NULL);
-    return l1_remove_all(&c->l1);
+    size_t n = invalidate_all_local(c);
+    publish(c, NULL, NULL, true);
+    return n;
+}
+
+/* ------------------------------------------------------- the Redis tier */
+
+static void notify(iam_client *c, iam_invalidation *m)
+{
+    if (c->on_invalidation)
+        c->on_invalidation(c->invalidation_arg, m);
+}
+
+static const json_limits MESSAGE_LIMITS = {4, 64};
+
+/* A message on policy:invalidate (I/O thread): evicts here, never republishes. */
+static void on_redis_message(void *arg, const char *msg, size_t len)
+{
+    iam_client *c = arg;
+    iam_invalidation m = {.kind = IAM_INVALIDATION_MESSAGE};
+    json_doc d;
+    bool ok = len <= IAM_MAX_INVALIDATION_BYTES &&
+              json_parse(&d, msg, len, &MESSAGE_LIMITS, NULL, 0, NULL, 0, "message", NULL) == IAM_OK;
+    char user_id[IAM_MAX_KID_BYTES + 1] = "", jti[IAM_MAX_KID_BYTES + 1] = "";
+    if (ok) {
+        size_t u = 0, j = 0, t = 0, a = 0;
+        if (d.nodes[0].type == JSON_OBJECT) {
+            u = json_get(&d, 0, "user_id");
+            j = json_get(&d, 0, "jti");
+            t = json_get(&d, 0, "token");
+            a = json_get(&d, 0, "all");
+        } else {
+            ok = false;
+        }
+        int64_t v;
+        if (ok && u) {
+            const json_node *n = &d.nodes[u];
+            if (n->type == JSON_STRING && n->len > 0 && n->len < sizeof user_id && !memchr(n->str, 0, n->len)) {
+                memcpy(user_id, n->str, n->len);
+                user_id[n->len] = '\0';
+            } else if (n->type == JSON_NUMBER && json_integer(&d, u, INT64_MAX, &v)) {
+                snprintf(user_id, sizeof user_id, "%lld", (long long)v);
+            } else if (n->type != JSON_NULL) {
+                ok = false;
+            }
+        }
+        if (ok && j) {
+            const json_node *n = &d.nodes[j];
+            if (n->type == JSON_STRING && n->len > 0 && n->len < sizeof jti && !memchr(n->str, 0, n->len)) {
+                memcpy(jti, n->str, n->len);
+                jti[n->len] = '\0';
+            } else if (n->type != JSON_NULL) {
+                ok = false;
+            }
+        }
+        if (ok && t) {
+            const json_node *n = &d.nodes[t];
+            if (n->type == JSON_STRING && n->len > 0) {
+                unsigned char h[SHA256_DIGEST_LENGTH];
+                SHA256((const unsigned char *)n->str, n->len, h);
+                static const char H[] = "0123456789abcdef";
+                for (int i = 0; i < 8; i++) {
+                    m.token_fingerprint[2 * i] = H[h[i] >> 4];
+                    m.token_fingerprint[2 * i + 1] = H[h[i] & 15];
+                }
+                invalidate_token_local(c, n->str, n->len);
+            } else if (n->type != JSON_NULL) {
+                ok = false;
+            }
+        }
+        if (ok && a)
+            m.all = d.nodes[a].type == JSON_TRUE;
+        ok = ok && (user_id[0] || jti[0] || m.token_fingerprint[0] || m.all);
+        json_doc_free(&d);
+    }
+    if (!ok) {
+        atomic_fetch_add(&c->inv_malformed, 1);
+        m.malformed = true;
+        notify(c, &m);
+        return;
+    }
+    atomic_fetch_add(&c->inv_heard, 1);
+    if (user_id[0]) {
+        invalidate_user_local(c, user_id);
+        m.user_id = user_id;
+    }
+    if (jti[0]) {
+        invalidate_jti_local(c, jti);
+        m.jti = jti;
+    }
+    if (m.all)
+        invalidate_all_local(c);
+    notify(c, &m);
+}
+
+/* The subscription came (back) or was lost (I/O thread). While it is lost, no cached answer
+ * outlives the loss by more than redis_stale_s: what is cached now is capped, and what is
+ * stored until it is back is capped at storing (finish_resolution, veto_store). */
+static void on_redis_subscription(void *arg, bool live)
+{
+    iam_client *c = arg;
+    iam_invalidation m = {.kind = live ? IAM_INVALIDATION_SUBSCRIBED : IAM_INVALIDATION_LOST};
+    if (!live) {
+        atomic_store(&c->deaf, true); /* before the cap: a store racing it is vetoed */
+        l1_cap_expiry(&c->l1, now_ms(c) + c->stale_ms);
+    } else {
+        atomic_store(&c->deaf, false);
+    }
+    notify(c, &m);
+}
+
+static iam_status redis_setup(iam_client *c, const iam_client_options *o, const redis_url *u,
+                              iam_error *err)
+{
+    unsigned char derived[32];
+    const unsigned char *secret = (const unsigned char *)o->cache_secret;
+    size_t secret_len = o->cache_secret ? strlen(o->cache_secret) : 0;
+    if (!secret) { /* derived from the platform's secret under a fixed label */
+        static const char LABEL[] = "omnibioai-iam shared-cache secret v1";
+        hmac_states *h = hmac_states_new((const unsigned char *)o->jwt_secret, strlen(o->jwt_secret));
+        if (!h)
+            return iam_fail(err, IAM_E_NOMEM, "out of memory");
+        unsigned char mac[64];
+        hmac_compute(h, HASH_SHA256, (const unsigned char *)LABEL, sizeof LABEL - 1, mac);
+        hmac_states_free(h);
+        memcpy(derived, mac, 32);
+        OPENSSL_cleanse(mac, sizeof mac);
+        secret = derived;
+        secret_len = 32;
+    }
+    bool keyed = record_keys_init(&c->rk, secret, secret_len);
+    OPENSSL_cleanse(derived, sizeof derived);
+    if (!keyed)
+        return iam_fail(err, IAM_E_NOMEM, "out of memory");
+    record_ctx_init(&c->rctx, &c->rk, c->audience, c->issuer);
+    c->stale_ms = (o->redis_stale_s ? o->redis_stale_s : IAM_DEFAULT_REDIS_STALE_S) * 1000;
+    c->fail_open = o->revocation_fail_open;
+    c->on_invalidation = o->on_invalidation;
+    c->invalidation_arg = o->invalidation_arg;
+    atomic_store(&c->deaf, true); /* until the subscription is confirmed */
+    redis_events ev = {on_redis_message, on_redis_subscription, c};
+    if (redis_tier_start(c->loop, u, o->redis_timeout_ms ? o->redis_timeout_ms : IAM_DEFAULT_REDIS_TIMEOUT_MS,
+                         IAM_REDIS_CHANNEL, &ev, &c->redis) != IAM_OK)
+        return iam_fail(err, IAM_E_NOMEM, "cannot start the Redis tier");
+    return IAM_OK;
+}
+
+/* A blocking round trip (bounded by the tier's deadline), for the calls that wait. */
+typedef struct sync_call {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done, ok;
+    size_t n;
+    redis_value v[REDIS_MAX_BATCH];
+} sync_call;
+
+static void sync_call_done(void *arg, bool ok, const redis_value *v, size_t n)
+{
+    sync_call *sc = arg;
+    pthread_mutex_lock(&sc->lock);
+    sc->ok = ok;
+    sc->n = ok ? n : 0;
+    for (size_t i = 0; i < sc->n; i++) {
+        sc->v[i] = v[i];
+        sc->v[i].str = v[i].str ? strdup(v[i].str) : NULL;
+        if (v[i].str && !sc->v[i].str)
+            sc->ok = false;
+    }
+    sc->done = true;
+    pthread_cond_signal(&sc->cond);
+    pthread_mutex_unlock(&sc->lock);
+}
+
+static redis_batch *sync_call_init(sync_call *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    pthread_mutex_init(&sc->lock, NULL);
+    pthread_cond_init(&sc->cond, NULL);
+    return redis_batch_new(sync_call_done, sc);
+}
+
+static bool sync_call_run(iam_client *c, sync_call *sc, redis_batch *b)
+{
+    redis_submit(c->redis, b);
+    pthread_mutex_lock(&sc->lock);
+    while (!sc->done)
+        pthread_cond_wait(&sc->cond, &sc->lock);
+    pthread_mutex_unlock(&sc->lock);
+    return sc->ok;
+}
+
+static void sync_call_destroy(sync_call *sc)
+{
+    for (size_t i = 0; i < sc->n; i++)
+        free(sc->v[i].str);
+    pthread_mutex_destroy(&sc->lock);
+    pthread_cond_destroy(&sc->cond);
+}
+
+iam_status iam_client_revoke_token(iam_client *c, const char *token, size_t len, iam_error *err)
+{
+    if (!c || !token)
+        return iam_fail(err, IAM_E_INVALID_ARGUMENT, "client and token are required");
+    token_peek pk;
+    iam_status st = token_peek_claims(token, len, &pk, err);
+    if (st != IAM_OK)
+        return st;
+    if (!pk.jti[0])
+        return iam_fail(err, IAM_E_MISSING_CLAIM,
+                        "the token has no jti (or one longer than %d bytes): revoke its user instead",
+                        IAM_MAX_KID_BYTES);
+    int64_t now = now_ms(c);
+    rev_mark_add(c, pk.jti, now);
+    invalidate_jti_local(c, pk.jti);
+    invalidate_token_local(c, token, len);
+    if (!c->redis)
+        return iam_fail(err, IAM_E_CONFIG, "no Redis tier (redis_url): revoked in this process only");
+    sync_call sc;
+    redis_batch *b = sync_call_init(&sc);
+    char key[RECORD_KEY_LEN + 1], msg[2 * (6 * IAM_MAX_KID_BYTES + 32)];
+    record_key(&c->rk, &c->rctx, token, len, key);
+    const char *del[] = {"DEL", key};
+    bool ok = b && blacklist_batch(c, b, pk.jti, pk.exp ? pk.exp - now / 1000 : c->revocation_ttl_ms / 1000) &&
+              batch_cmd(b, 2, del) &&
+              invalidation_message(msg, sizeof msg, pk.sub[0] ? pk.sub : NULL, pk.jti, false);
+    const char *pub[] = {"PUBLISH", IAM_REDIS_CHANNEL, msg};
+    ok = ok && batch_cmd(b, 3, pub);
+    if (!ok) {
+        redis_batch_free(b);
+        sync_call_destroy(&sc);
+        return iam_fail(err, IAM_E_NOMEM, "out of memory");
+    }
+    ok = sync_call_run(c, &sc, b);
+    sync_call_destroy(&sc);
+    if (!ok)
+        return iam_fail(err, IAM_E_UNAVAILABLE, "Redis did not confirm the revocation (revoked in this process)");
+    return IAM_OK;
+}
+
+/* The shared-cache part of iam_client_cached: the record and the revocation key, read
+ * together; IAM_E_NOT_CACHED when there is no (valid) record. */
+static iam_status cached_in_redis(iam_client *c, const char *token, size_t len,
+                                  const iam_resolve_options *ro, iam_user **out, iam_error *err)
+{
+    record_ctx rctx = c->rctx;
+    const char *aud = ro && ro->audience ? ro->audience : c->audience;
+    if (ro && ro->audience)
+        record_ctx_init(&rctx, &c->rk, ro->audience, c->issuer);
+    char key[RECORD_KEY_LEN + 1], bl[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
+    record_key(&c->rk, &rctx, token, len, key);
+    token_peek pk;
+    if (token_peek_claims(token, len, &pk, NULL) != IAM_OK)
+        return iam_fail(err, IAM_E_NOT_CACHED, "no cache holds an answer for this token");
+    sync_call sc;
+    redis_batch *b = sync_call_init(&sc);
+    const char *get[] = {"GET", key};
+    bool ok = b && batch_cmd(b, 2, get);
+    if (ok && pk.jti[0]) {
+        snprintf(bl, sizeof bl, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, pk.jti);
+        const char *ex[] = {"EXISTS", bl};
+        ok = batch_cmd(b, 2, ex);
+    }
+    if (!ok) {
+        redis_batch_free(b);
+        sync_call_destroy(&sc);
+        return iam_fail(err, IAM_E_NOMEM, "out of memory");
+    }
+    iam_status st;
+    if (!sync_call_run(c, &sc, b)) {
+        st = iam_fail(err, IAM_E_UNAVAILABLE, "the shared cache did not answer in time");
+    } else if (pk.jti[0] && sc.n > 1 && sc.v[1].integer > 0) {
+        rev_mark_add(c, pk.jti, now_ms(c));
+        st = iam_fail(err, IAM_E_REVOKED, "token has been revoked");
+    } else if (sc.v[0].type != REDIS_REPLY_STRING || !sc.v[0].str) {
+        atomic_fetch_add(&c->redis_misses, 1);
+        st = iam_fail(err, IAM_E_NOT_CACHED, "no cache holds an answer for this token");
+    } else {
+        iam_verify_options vo = {.audience = aud, .issuer = c->issuer, .leeway_s = c->leeway_s};
+        iam_status rst = IAM_OK;
+        record_result r = record_decode(&c->rk, &rctx, key, sc.v[0].str, sc.v[0].len, &vo, now_ms(c) / 1000,
+                                        out, &rst, err);
+        if (r == RECORD_OK && pk.jti[0] && (!iam_user_jti(*out) || strcmp(iam_user_jti(*out), pk.jti) != 0))
+            r = RECORD_BAD;
+        if (r == RECORD_OK && ro && ro->required_org && !iam_user_in_org(*out, ro->required_org)) {
+            iam_user_release(*out);
+            *out = NULL;
+            st = iam_fail(err, IAM_E_WRONG_TENANT, "user does not belong to the required organisation");
+        } else if (r == RECORD_OK) {
+            atomic_fetch_add(&c->redis_hits, 1);
+            st = IAM_OK;
+        } else {
+            if (*out)
+                iam_user_release(*out);
+            *out = NULL;
+            if (r == RECORD_BAD) {
+                atomic_fetch_add(&c->redis_bad, 1);
+                const char *argv[] = {"DEL", key};
+                fire_and_forget(c, 2, argv);
+            }
+            st = iam_fail(err, IAM_E_NOT_CACHED, "no cache holds a valid answer for this token");
+        }
+    }
+    sync_call_destroy(&sc);
+    return st;
 }
 
 static void on_tick(void *arg)
@@ -612,18 +1105,71 @@ static bool remember_refusal(iam_status st)
     return iam_status_is_rejection(st) && st != IAM_E_NOT_YET_VALID;
 }
 
-typedef enum core_result { CORE_DONE, CORE_JOINED, CORE_BUSY } core_result;
+typedef enum core_result { CORE_DONE, CORE_JOINED, CORE_BUSY, CORE_PENDING } core_result;
 
 typedef struct veto_ctx {
     iam_client *c;
     uint64_t epoch0, hash;
     const iam_user *user;
+    int64_t expires, now;
 } veto_ctx;
 
-static bool veto_if_invalidated(void *arg)
+/* Runs under the shard lock just before an answer is stored: an invalidation concerning it
+ * landed while it was resolved, or the subscription was lost since its expiry was chosen
+ * (the cap below then no longer holds). */
+static bool veto_store(void *arg)
 {
     veto_ctx *v = arg;
+    if (v->c->redis && atomic_load(&v->c->deaf) && v->expires > v->now + v->c->stale_ms)
+        return true;
     return invalidated_since(v->c, v->epoch0, v->hash, v->user);
+}
+
+/*
+ * Ends a resolution: stores the answer (positive: TTL <= exp, <= max staleness, <= cap_ms,
+ * and <= redis_stale_s while invalidations cannot be heard; refusals briefly), ends the
+ * flight and re-checks revocation. Returns the waiters for the caller to complete.
+ */
+static l1_waiter *finish_resolution(iam_client *c, l1_flight *flight, uint64_t epoch0, int64_t now,
+                                    int64_t cap_ms, iam_status *st, iam_user **user, iam_error *err)
+{
+    bool store = false;
+    int64_t expires = 0;
+    if (*st == IAM_OK) {
+        expires = iam_user_expires_at(*user) * 1000;
+        if (expires > now + c->ttl_ms)
+            expires = now + c->ttl_ms;
+        if (expires > cap_ms)
+            expires = cap_ms;
+        if (c->redis && atomic_load(&c->deaf) && expires > now + c->stale_ms)
+            expires = now + c->stale_ms;
+        store = c->cache_enabled && expires > now;
+    } else if (remember_refusal(*st)) {
+        expires = now + c->negative_ttl_ms;
+        store = c->cache_enabled && c->negative_enabled;
+    }
+    veto_ctx vc = {c, epoch0, flight->hash, *user, expires, now};
+    l1_waiter *w = l1_finish(&c->l1, flight, store, *st == IAM_OK ? *user : NULL, *st, expires,
+                             *st == IAM_OK ? veto_store : NULL, &vc);
+    /* Every waiter joined before l1_finish ended the flight; a revocation that returned
+     * before any of them started is therefore visible now. Checked after the flight, it
+     * keeps a request that began after iam_client_revoke_jti from being handed the
+     * answer of a resolution that verified just before the mark landed. */
+    if (*st == IAM_OK && rev_is_marked(c, iam_user_jti(*user), now_ms(c))) {
+        iam_user_release(*user);
+        *user = NULL;
+        *st = iam_fail(err, IAM_E_REVOKED, "token has been revoked");
+    }
+    return w;
+}
+
+static void complete_waiters(l1_waiter *w, iam_status st, iam_user *user, const iam_error *err)
+{
+    while (w) {
+        l1_waiter *next = w->next; /* read first: done() frees or wakes the waiter */
+        w->done(w->arg, st, st == IAM_OK ? iam_user_retain(user) : NULL, err);
+        w = next;
+    }
 }
 
 /* The validation context a request's answers are cached under. */
@@ -634,6 +1180,9 @@ static uint64_t request_ctx(const iam_client *c, const iam_resolve_options *ro)
                           ro->required_org)
                : c->default_ctx;
 }
+
+static iam_status cached_in_redis(iam_client *c, const char *token, size_t len,
+                                  const iam_resolve_options *ro, iam_user **out, iam_error *err);
 
 iam_status iam_client_cached(iam_client *c, const char *token, size_t len,
                              const iam_resolve_options *ro, iam_user **out, iam_error *err)
@@ -654,17 +1203,235 @@ iam_status iam_client_cached(iam_client *c, const char *token, size_t len,
     case L1_REFUSED:
         return iam_fail(err, refusal, "%s (remembered refusal)", iam_strerror(refusal));
     default:
+        if (c->redis)
+            return cached_in_redis(c, token, len, ro, out, err);
         return iam_fail(err, IAM_E_NOT_CACHED, "no cache holds an answer for this token");
     }
 }
 
+/* ------------------------------------------------- resolutions through Redis */
+
+/* A resolution waiting for Redis: owns the flight (moved off the caller's stack) and a
+ * copy of the token; completed on the I/O thread. */
+typedef struct pending {
+    iam_client *c;
+    l1_flight flight;
+    l1_waiter *lead;        /* the request that started it */
+    uint64_t epoch0;
+    int64_t now;
+    iam_status st;          /* the local verdict */
+    iam_user *user;
+    iam_error err;
+    bool lookup;            /* the shared record is read (no key could verify locally) */
+    iam_verify_options vo;  /* for the record's claims */
+    char *required_org;
+    record_ctx rctx;
+    char key[RECORD_KEY_LEN + 1];
+    char jti[IAM_MAX_KID_BYTES + 1];
+    redis_batch *batch;
+    size_t len;
+    char strings[];         /* token, audience, required_org */
+} pending;
+
+static void pending_free(pending *p)
+{
+    if (p->user)
+        iam_user_release(p->user);
+    redis_batch_free(p->batch);
+    free(p);
+}
+
+/* Stores a verified answer in the shared cache for the other nodes (best effort). */
+static void store_record(iam_client *c, const record_ctx *rctx, const char *key, const iam_user *u,
+                         int64_t now, int64_t cap_ms)
+{
+    int64_t expires = iam_user_expires_at(u) * 1000;
+    if (expires > now + c->ttl_ms)
+        expires = now + c->ttl_ms;
+    if (expires > cap_ms)
+        expires = cap_ms;
+    if (expires <= now)
+        return;
+    size_t n;
+    char *value = record_encode(&c->rk, rctx, key, u, &n);
+    if (!value)
+        return;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%lld", (long long)(expires - now));
+    const char *argv[] = {"SET", key, value, "PX", ttl};
+    size_t lens[] = {3, strlen(key), n, 2, strlen(ttl)};
+    redis_batch *b = redis_batch_new(NULL, NULL);
+    if (b && redis_batch_add(b, 5, argv, lens)) {
+        redis_submit(c->redis, b);
+        atomic_fetch_add(&c->redis_writes, 1);
+    } else {
+        redis_batch_free(b);
+    }
+    free(value);
+}
+
+static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
+{
+    pending *p = arg;
+    iam_client *c = p->c;
+    int64_t now = now_ms(c), cap = INT64_MAX;
+    iam_status st = p->st;
+    iam_user *user = p->user;
+    p->user = NULL;
+    iam_error err = p->err;
+    size_t ei = p->lookup ? 1 : 0; /* the EXISTS reply */
+    if (!ok) {
+        if (!p->lookup && st == IAM_OK && c->fail_open) {
+            cap = now + c->stale_ms; /* accepted unchecked: re-checked soon */
+        } else {
+            if (user)
+                iam_user_release(user);
+            user = NULL;
+            st = iam_fail(&err, IAM_E_UNAVAILABLE, p->lookup
+                                                       ? "the shared cache did not answer in time"
+                                                       : "revocation could not be checked (Redis did not "
+                                                         "answer in time; the policy fails closed)");
+        }
+    } else if (p->jti[0] && n > ei && v[ei].type == REDIS_REPLY_INTEGER && v[ei].integer > 0) {
+        if (user)
+            iam_user_release(user);
+        user = NULL;
+        st = iam_fail(&err, IAM_E_REVOKED, "token has been revoked");
+        atomic_fetch_add(&c->redis_revoked, 1);
+        rev_mark_add(c, p->jti, now); /* refused here from now on without asking again */
+        const char *argv[] = {"DEL", p->key};
+        fire_and_forget(c, 2, argv);
+    } else if (p->lookup) {
+        if (v[0].type == REDIS_REPLY_STRING && v[0].str) {
+            iam_user *u = NULL;
+            iam_status rst = IAM_OK;
+            iam_error e = {0};
+            record_result r = record_decode(&c->rk, &p->rctx, p->key, v[0].str, v[0].len, &p->vo, now / 1000,
+                                            &u, &rst, &e);
+            if (r == RECORD_OK && p->jti[0] && (!iam_user_jti(u) || strcmp(iam_user_jti(u), p->jti) != 0))
+                r = RECORD_BAD; /* the revocation checked was another token's */
+            if (r == RECORD_OK) {
+                atomic_fetch_add(&c->redis_hits, 1);
+                if (p->required_org && !iam_user_in_org(u, p->required_org)) {
+                    iam_user_release(u);
+                    st = iam_fail(&err, IAM_E_WRONG_TENANT, "user does not belong to the required organisation");
+                } else {
+                    user = u;
+                    st = IAM_OK;
+                }
+            } else if (r == RECORD_REFUSED) {
+                st = rst;
+                err = e;
+            } else {
+                if (u)
+                    iam_user_release(u);
+                atomic_fetch_add(&c->redis_bad, 1);
+                const char *argv[] = {"DEL", p->key};
+                fire_and_forget(c, 2, argv);
+            }
+        } else {
+            atomic_fetch_add(&c->redis_misses, 1);
+        }
+    } else if (st == IAM_OK) {
+        store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
+    }
+    l1_waiter *w = finish_resolution(c, &p->flight, p->epoch0, now, cap, &st, &user, &err);
+    p->lead->next = w;
+    complete_waiters(p->lead, st, user, &err);
+    if (user)
+        iam_user_release(user);
+    p->batch = NULL; /* owned and freed by the Redis tier */
+    pending_free(p);
+}
+
 /*
- * The pipeline. With waiter == NULL a request that would have to wait for another's
- * resolution returns CORE_BUSY (the async caller then allocates a waiter and retries).
+ * Prepares a resolution that needs Redis: the revocation check of a verified token with a
+ * jti, or the shared-record lookup of a token no key held could verify. Moves the flight
+ * into the pending state. NULL on OOM (the caller answers unavailable).
+ */
+static pending *pending_new(iam_client *c, l1_flight *flight, const char *token, size_t len,
+                            const iam_resolve_options *ro, uint64_t epoch0, int64_t now, iam_status st,
+                            iam_user *user, const iam_error *err, bool lookup)
+{
+    const char *aud = ro && ro->audience ? ro->audience : NULL;
+    const char *org = ro ? ro->required_org : NULL;
+    size_t al = aud ? strlen(aud) + 1 : 0, ol = org ? strlen(org) + 1 : 0;
+    pending *p = calloc(1, sizeof *p + len + 1 + al + ol);
+    if (!p)
+        return NULL;
+    p->c = c;
+    p->epoch0 = epoch0;
+    p->now = now;
+    p->st = st;
+    p->user = user;
+    if (err)
+        p->err = *err;
+    p->lookup = lookup;
+    p->len = len;
+    memcpy(p->strings, token, len);
+    char *at = p->strings + len + 1;
+    if (aud) {
+        memcpy(at, aud, al);
+        aud = at;
+        at += al;
+    }
+    if (org) {
+        memcpy(at, org, ol);
+        p->required_org = at;
+    }
+    p->vo.audience = aud ? aud : c->audience;
+    p->vo.issuer = c->issuer;
+    p->vo.leeway_s = c->leeway_s;
+    if (aud)
+        record_ctx_init(&p->rctx, &c->rk, aud, c->issuer);
+    else
+        p->rctx = c->rctx;
+    record_key(&c->rk, &p->rctx, token, len, p->key);
+    if (lookup) {
+        token_peek pk;
+        if (token_peek_claims(token, len, &pk, NULL) == IAM_OK)
+            memcpy(p->jti, pk.jti, sizeof p->jti);
+    } else if (user && iam_user_jti(user) && strlen(iam_user_jti(user)) < sizeof p->jti) {
+        strcpy(p->jti, iam_user_jti(user));
+    }
+    p->batch = redis_batch_new(on_pending_done, p);
+    bool ok = p->batch != NULL;
+    if (ok && lookup) {
+        const char *argv[] = {"GET", p->key};
+        ok = batch_cmd(p->batch, 2, argv);
+    }
+    if (ok && p->jti[0]) {
+        char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
+        snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, p->jti);
+        const char *argv[] = {"EXISTS", key};
+        ok = batch_cmd(p->batch, 2, argv);
+    }
+    if (!ok) {
+        p->user = NULL; /* stays the caller's */
+        redis_batch_free(p->batch);
+        free(p);
+        return NULL;
+    }
+    l1_flight_move(&c->l1, flight, &p->flight, p->strings);
+    return p;
+}
+
+static void pending_start(pending *p, l1_waiter *lead)
+{
+    p->lead = lead;
+    lead->next = NULL;
+    redis_submit(p->c->redis, p->batch);
+}
+
+/*
+ * The pipeline. With waiter == NULL a request that would have to wait returns CORE_BUSY
+ * (waiting for another's resolution: nothing was registered) or CORE_PENDING (it leads a
+ * resolution that needs Redis: *pend must be started with a waiter); the caller then
+ * allocates a waiter and retries or starts. With a waiter, both become CORE_JOINED.
  */
 static core_result resolve_core(iam_client *c, const char *token, size_t len,
                                 const iam_resolve_options *ro, l1_waiter *waiter, iam_status *st,
-                                iam_user **user, iam_error *err)
+                                iam_user **user, iam_error *err, pending **pend)
 {
     *user = NULL;
     if (len > IAM_MAX_TOKEN_BYTES) { /* before hashing or copying anything */
@@ -694,36 +1461,35 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
     }
     uint64_t epoch0 = atomic_load(&c->epoch);
     *st = resolve_uncached(c, token, len, ro, now, user, err);
-    bool store = false;
-    int64_t expires = 0;
-    if (*st == IAM_OK) {
-        expires = iam_user_expires_at(*user) * 1000;
-        if (expires > now + c->ttl_ms)
-            expires = now + c->ttl_ms;
-        store = c->cache_enabled && expires > now;
-    } else if (remember_refusal(*st)) {
-        expires = now + c->negative_ttl_ms;
-        store = c->cache_enabled && c->negative_enabled;
-    }
-    /* A positive answer is not cached when an invalidation concerning it landed while it
-     * was being resolved (checked again under the shard lock, see l1_finish). */
-    veto_ctx vc = {c, epoch0, hash, *user};
-    l1_waiter *w = l1_finish(&c->l1, &flight, store, *st == IAM_OK ? *user : NULL, *st, expires,
-                             *st == IAM_OK ? veto_if_invalidated : NULL, &vc);
-    /* Every waiter joined before l1_finish ended the flight; a revocation that returned
-     * before any of them started is therefore visible now. Checked after the flight, it
-     * keeps a request that began after iam_client_revoke_jti from being handed the
-     * answer of a resolution that verified just before the mark landed. */
-    if (*st == IAM_OK && rev_is_marked(c, iam_user_jti(*user), now_ms(c))) {
-        iam_user_release(*user);
+    if (c->redis && ((*st == IAM_OK && iam_user_jti(*user)) || *st == IAM_E_UNKNOWN_KEY)) {
+        pending *p = pending_new(c, &flight, token, len, ro, epoch0, now, *st, *user, err,
+                                 *st == IAM_E_UNKNOWN_KEY);
+        if (p) {
+            if (waiter) {
+                pending_start(p, waiter);
+                return CORE_JOINED;
+            }
+            *pend = p;
+            return CORE_PENDING;
+        }
+        if (*user)
+            iam_user_release(*user);
         *user = NULL;
-        *st = iam_fail(err, IAM_E_REVOKED, "token has been revoked");
+        *st = iam_fail(err, IAM_E_UNAVAILABLE, "out of memory for a Redis request");
+    } else if (c->redis && *st == IAM_OK) {
+        /* no jti, nothing to check: verified here, shared for the others */
+        char key[RECORD_KEY_LEN + 1];
+        record_ctx rctx_req;
+        const record_ctx *rctx = &c->rctx;
+        if (ro && ro->audience) {
+            record_ctx_init(&rctx_req, &c->rk, ro->audience, c->issuer);
+            rctx = &rctx_req;
+        }
+        record_key(&c->rk, rctx, token, len, key);
+        store_record(c, rctx, key, *user, now, INT64_MAX);
     }
-    while (w) {
-        l1_waiter *next = w->next; /* read first: done() frees or wakes the waiter */
-        w->done(w->arg, *st, *st == IAM_OK ? iam_user_retain(*user) : NULL, err);
-        w = next;
-    }
+    l1_waiter *w = finish_resolution(c, &flight, epoch0, now, INT64_MAX, st, user, err);
+    complete_waiters(w, *st, *user, err);
     return CORE_DONE;
 }
 
@@ -750,16 +1516,33 @@ iam_status iam_client_resolve_async(iam_client *c, const char *token, size_t len
     iam_status st;
     iam_user *user;
     iam_error err = {IAM_OK, ""};
-    core_result r = resolve_core(c, token, len, ro, NULL, &st, &user, &err);
-    if (r == CORE_BUSY) {
+    pending *p = NULL;
+    core_result r = resolve_core(c, token, len, ro, NULL, &st, &user, &err, &p);
+    if (r == CORE_BUSY || r == CORE_PENDING) {
         async_join *j = malloc(sizeof *j);
+        if (j) {
+            j->w.done = async_join_done;
+            j->w.arg = j;
+            j->cb = cb;
+            j->arg = arg;
+        }
+        if (r == CORE_PENDING) {
+            if (j) {
+                pending_start(p, &j->w);
+                return IAM_OK;
+            }
+            /* no memory for the waiter: end the resolution unanswered */
+            st = iam_fail(&err, IAM_E_NOMEM, "out of memory");
+            iam_user *u = NULL;
+            l1_waiter *w = finish_resolution(c, &p->flight, p->epoch0, p->now, INT64_MAX, &st, &u, &err);
+            complete_waiters(w, st, NULL, &err);
+            pending_free(p);
+            cb(arg, st, NULL, &err);
+            return IAM_OK;
+        }
         if (!j)
             return IAM_E_NOMEM;
-        j->w.done = async_join_done;
-        j->w.arg = j;
-        j->cb = cb;
-        j->arg = arg;
-        r = resolve_core(c, token, len, ro, &j->w, &st, &user, &err);
+        r = resolve_core(c, token, len, ro, &j->w, &st, &user, &err, &p);
         if (r == CORE_JOINED)
             return IAM_OK;
         free(j);
@@ -801,16 +1584,22 @@ iam_status iam_client_resolve(iam_client *c, const char *token, size_t len,
     iam_status st;
     iam_error local = {IAM_OK, ""};
     iam_error *e = err ? err : &local;
-    /* The hit and the lead paths complete here, inline: no allocation, no condition
-     * variable. Only a request that joins another's resolution waits. */
-    core_result r = resolve_core(c, token, len, ro, NULL, &st, out, e);
-    if (r != CORE_BUSY)
+    /* The hit and the local lead paths complete here, inline: no allocation, no condition
+     * variable. Only a request that joins another's resolution, or waits for Redis, waits. */
+    pending *p = NULL;
+    core_result r = resolve_core(c, token, len, ro, NULL, &st, out, e, &p);
+    if (r == CORE_DONE)
         return st;
     blocking_wait b = {.w = {NULL, blocking_done, NULL}, .done = false};
     b.w.arg = &b;
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.cond, NULL);
-    r = resolve_core(c, token, len, ro, &b.w, &st, out, e);
+    if (r == CORE_PENDING) {
+        pending_start(p, &b.w);
+        r = CORE_JOINED;
+    } else {
+        r = resolve_core(c, token, len, ro, &b.w, &st, out, e, &p);
+    }
     if (r == CORE_JOINED) {
         pthread_mutex_lock(&b.lock);
         while (!b.done)
@@ -844,6 +1633,21 @@ void iam_client_stats_get(iam_client *c, iam_client_stats *s)
     s->revocation_marks = c->rev_count;
     s->revocation_marks_dropped = c->rev_dropped;
     pthread_mutex_unlock(&c->rev_lock);
+    if (c->redis) {
+        const redis_counters *rc = redis_tier_counters(c->redis);
+        s->network_calls += atomic_load(&rc->round_trips);
+        s->redis_errors = atomic_load(&rc->errors);
+        s->redis_reconnects = atomic_load(&rc->reconnects);
+        s->redis_connected = atomic_load(&rc->connected);
+        s->redis_subscribed = atomic_load(&rc->subscribed);
+        s->redis_hits = atomic_load(&c->redis_hits);
+        s->redis_misses = atomic_load(&c->redis_misses);
+        s->redis_bad_records = atomic_load(&c->redis_bad);
+        s->redis_revoked = atomic_load(&c->redis_revoked);
+        s->redis_writes = atomic_load(&c->redis_writes);
+        s->invalidations_heard = atomic_load(&c->inv_heard);
+        s->invalidations_malformed = atomic_load(&c->inv_malformed);
+    }
 }
 
 typedef struct sbuf {
@@ -931,8 +1735,17 @@ char *iam_client_stats_json(iam_client *c)
             first = false;
         }
     sb_printf(&b, "},\"revocation_marks\":%" PRIu64 ",\"revocation_marks_dropped\":%" PRIu64
-                  ",\"network_calls\":%" PRIu64 "}",
+                  ",\"network_calls\":%" PRIu64,
               s.revocation_marks, s.revocation_marks_dropped, s.network_calls);
+    if (c && c->redis)
+        sb_printf(&b, ",\"redis\":{\"connected\":%s,\"subscribed\":%s,\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+                      ",\"bad_records\":%" PRIu64 ",\"revoked\":%" PRIu64 ",\"errors\":%" PRIu64
+                      ",\"writes\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"invalidations_heard\":%" PRIu64
+                      ",\"invalidations_malformed\":%" PRIu64 "}",
+                  s.redis_connected ? "true" : "false", s.redis_subscribed ? "true" : "false", s.redis_hits,
+                  s.redis_misses, s.redis_bad_records, s.redis_revoked, s.redis_errors, s.redis_writes,
+                  s.redis_reconnects, s.invalidations_heard, s.invalidations_malformed);
+    sb_printf(&b, "}");
     return sb_finish(&b);
 }
 
@@ -985,6 +1798,26 @@ char *iam_client_metrics_prometheus(iam_client *c)
     prom_counter(&b, "iam_revocation_marks_dropped_total",
                  "Revocation marks dropped early because the mark table was full.",
                  s.revocation_marks_dropped);
+    if (c && c->redis) {
+        prom_counter(&b, "iam_redis_hits_total", "Answers from a valid shared-cache record.", s.redis_hits);
+        prom_counter(&b, "iam_redis_misses_total", "Shared-cache lookups that found no record.", s.redis_misses);
+        prom_counter(&b, "iam_redis_bad_records_total",
+                     "Shared-cache records that failed their MAC, were malformed or foreign (removed).",
+                     s.redis_bad_records);
+        prom_counter(&b, "iam_redis_revoked_total", "Refusals because blacklist:jti:<jti> exists.", s.redis_revoked);
+        prom_counter(&b, "iam_redis_errors_total", "Redis error replies, timeouts and lost connections.",
+                     s.redis_errors);
+        prom_counter(&b, "iam_redis_writes_total", "Shared-cache records stored.", s.redis_writes);
+        prom_counter(&b, "iam_redis_reconnects_total", "Redis connection attempts.", s.redis_reconnects);
+        prom_counter(&b, "iam_invalidations_heard_total", "Messages heard on policy:invalidate.",
+                     s.invalidations_heard);
+        prom_counter(&b, "iam_invalidations_malformed_total", "Malformed messages on policy:invalidate (ignored).",
+                     s.invalidations_malformed);
+        sb_printf(&b, "# HELP iam_redis_up Whether the Redis command connection and the subscription are up.\n"
+                      "# TYPE iam_redis_up gauge\niam_redis_up{connection=\"command\"} %d\n"
+                      "iam_redis_up{connection=\"subscription\"} %d\n",
+                  s.redis_connected, s.redis_subscribed);
+    }
     prom_histogram(&b, "iam_l1_hit_seconds", "In-process cache hit latency (1 in 64 sampled).", &s.hit_latency);
     prom_histogram(&b, "iam_verify_seconds", "Local verification latency.", &s.verify_latency);
     return sb_finish(&b);

@@ -201,21 +201,59 @@ static void test_new_bad_auth_url(void **state)
 static void test_new_bad_redis_url(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"http://localhost:6379", "redis:/x", "localhost:6379", "redis://"};
+    static const char *const bad[] = {"http://localhost:6379", "redis:/x", "localhost:6379", "redis://",
+                                      "redis://h:0", "redis://h:65536", "redis://h:12x", "redis://h/db",
+                                      "redis://h/-1", "redis://[::1", "redis://h?db=1", "unix://relative",
+                                      "unix:///s?db=x", "unix:///s?color=red", "redis://u:p%zz@h",
+                                      "redis://user:@h"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         iam_client_options o;
         base_opts(&o);
+        o.mode = IAM_MODE_LOCAL_FIRST;
         o.redis_url = bad[i];
         iam_client *c = NULL;
         iam_error e = {0};
         assert_int_equal(iam_client_new(&o, &c, &e), IAM_E_CONFIG);
         assert_non_null(strstr(e.message, "redis_url"));
     }
-    static const char *const good[] = {"redis://localhost:6379/0", "rediss://r.example.org",
-                                       "unix:///run/redis.sock"};
+    /* TLS: refused with the reason, and the URL (which may hold a password) never echoed */
+    iam_client_options o;
+    base_opts(&o);
+    o.mode = IAM_MODE_LOCAL_FIRST;
+    o.redis_url = "rediss://:hunter2-password@r.example.org";
+    iam_client *c = NULL;
+    iam_error e = {0};
+    assert_int_equal(iam_client_new(&o, &c, &e), IAM_E_CONFIG);
+    assert_non_null(strstr(e.message, "TLS"));
+    assert_non_null(strstr(e.message, "hiredis"));
+    assert_null(strstr(e.message, "hunter2"));
+    /* local-only means no network */
+    base_opts(&o);
+    o.redis_url = "redis://localhost:6379";
+    assert_int_equal(iam_client_new(&o, &c, &e), IAM_E_CONFIG);
+    assert_non_null(strstr(e.message, "local-only"));
+    /* no secret to key the shared cache with */
+    base_opts(&o);
+    o.mode = IAM_MODE_LOCAL_FIRST;
+    o.jwt_secret = NULL;
+    o.keys = NULL;
+    o.pem_file = NULL;
+    o.redis_url = "redis://localhost:6379";
+    assert_int_equal(iam_client_new(&o, &c, &e), IAM_E_CONFIG);
+    assert_non_null(strstr(e.message, "cache_secret"));
+    base_opts(&o);
+    o.mode = IAM_MODE_LOCAL_FIRST;
+    o.redis_url = "redis://localhost:6379";
+    o.cache_secret = "too-short";
+    assert_int_equal(iam_client_new(&o, &c, &e), IAM_E_CONFIG);
+    assert_non_null(strstr(e.message, "cache_secret"));
+    /* Accepted (the connection is made in the background; nothing listens on port 1). */
+    static const char *const good[] = {"redis://127.0.0.1:1/0", "redis://:pw%40x@127.0.0.1:1/3",
+                                       "redis://user:pw@127.0.0.1:1", "redis://[::1]:1",
+                                       "unix:///nonexistent/redis.sock?db=2&password=x"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        iam_client_options o;
         base_opts(&o);
+        o.mode = IAM_MODE_LOCAL_FIRST;
         o.redis_url = good[i];
         iam_client_free(client_ok(&o));
     }

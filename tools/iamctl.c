@@ -9,6 +9,8 @@
 #include "iamclient.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +28,21 @@ static const char USAGE[] =
     "commands:\n"
     "  verify [--secret S | --secret-file F] [--jwks FILE] [--pem FILE]\n"
     "         [--audience A] [--issuer I] [--leeway SECONDS] [--now EPOCH]\n"
-    "         [--repeat N] [--stats] TOKEN | -\n"
+    "         [--repeat N] [--stats] [--redis URL [--cache-secret-file F]] TOKEN | -\n"
     "      Verify an access token; print the user context as JSON (exit 0) or\n"
     "      'error: <reason>: <message>' on stderr (exit 1). Keys may be combined.\n"
     "      With no key option, the secret comes from $IAM_JWT_SECRET.\n"
     "      --repeat N resolves the token N times through one client (its cache);\n"
     "      --stats prints the client's per-tier counters as JSON on stderr at exit.\n"
+    "      --redis URL resolves through the Redis tier (shared cache, revocation);\n"
+    "      the cache secret is derived from the HMAC secret unless given in a file.\n"
+    "  revoke --redis URL [--secret S | --secret-file F] [--cache-secret-file F] TOKEN | -\n"
+    "      Revoke a token platform-wide: write blacklist:jti:<jti> until its exp and\n"
+    "      publish the invalidation. Prints {\"revoked\":true,\"jti\":…} (exit 0);\n"
+    "      exit 1 when Redis did not confirm.\n"
+    "  watch --redis URL [--count N]\n"
+    "      Print invalidation messages on policy:invalidate as JSON lines (tokens are\n"
+    "      shown by fingerprint only) until interrupted or N messages were heard.\n"
     "  jws-verify (--jwk FILE | --jwks FILE | --secret S) JWS | -\n"
     "      Verify a bare JWS (no claim checks); print its payload (exit 0) or fail (exit 1).\n"
     "  demo\n"
@@ -169,19 +180,18 @@ static int add_secret(iam_keyset *ks, const char *secret, size_t len)
     return iam_keyset_add_hmac(ks, secret, len, NULL, &e) == IAM_OK ? 0 : key_error("secret", &e);
 }
 
-static int add_secret_file(iam_keyset *ks, const char *path)
+/* A secret file's text without its final line break (NUL-terminated); NULL when unreadable. */
+static char *read_secret_file(const char *path, const char *what, size_t *len)
 {
-    size_t len;
-    char *text = read_file(path, "secret", IAM_MAX_HMAC_KEY_BYTES + 2, &len);
+    char *text = read_file(path, what, IAM_MAX_HMAC_KEY_BYTES + 2, len);
     if (!text)
-        return EXIT_USAGE;
-    if (len > 0 && text[len - 1] == '\n')
-        len--;
-    if (len > 0 && text[len - 1] == '\r')
-        len--;
-    int rc = add_secret(ks, text, len);
-    free(text);
-    return rc;
+        return NULL;
+    if (*len > 0 && text[*len - 1] == '\n')
+        (*len)--;
+    if (*len > 0 && text[*len - 1] == '\r')
+        (*len)--;
+    text[*len] = '\0';
+    return text;
 }
 
 static int report_rejection(iam_status st, const iam_error *e)
@@ -197,13 +207,23 @@ static int64_t fixed_clock_ms(void *ctx)
 
 /* verify --repeat/--stats: the same checks through a client, so the cache shows. A
  * usage-level failure to create the client is reported like a key error (exit 2). */
+typedef struct net_opts {
+    const char *redis_url;
+    const char *secret;       /* the HMAC secret given (the cache secret derives from it) */
+    char *cache_secret;       /* from --cache-secret-file */
+} net_opts;
+
 static iam_status verify_through_client(iam_keyset *ks, const iam_verify_options *vo,
                                         int64_t *fixed_now, const char *token, size_t len,
-                                        int64_t repeat, bool stats, iam_user **user, iam_error *e)
+                                        int64_t repeat, bool stats, const net_opts *net,
+                                        iam_user **user, iam_error *e)
 {
     iam_client_options o;
     iam_client_options_init(&o);
-    o.mode = IAM_MODE_LOCAL_ONLY;
+    o.mode = net->redis_url ? IAM_MODE_LOCAL_FIRST : IAM_MODE_LOCAL_ONLY;
+    o.redis_url = net->redis_url;
+    o.cache_secret = net->cache_secret;
+    o.jwt_secret = net->redis_url ? net->secret : NULL;
     o.keys = ks;
     o.audience = vo->audience;
     o.issuer = vo->issuer;
@@ -241,6 +261,10 @@ static int cmd_verify(int argc, char **argv)
     const char *token_src = NULL;
     bool have_key = false, fixed_now = false, stats = false;
     int rc = 0;
+    net_opts net = {0};
+    char *secret_owned = NULL;
+    const char *secret = NULL;
+    size_t secret_len = 0;
     for (int i = 0; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -249,12 +273,22 @@ static int cmd_verify(int argc, char **argv)
             rc = usage_error("option %s needs a value", a);
             break;
         }
-        if (strcmp(a, "--secret") == 0) {
-            rc = add_secret(ks, v, strlen(v));
+        if (strcmp(a, "--secret") == 0 || strcmp(a, "--secret-file") == 0) {
+            if (secret)
+                rc = usage_error("%s", "give one secret (--secret or --secret-file)");
+            else if (a[8] == '\0')
+                secret = v, secret_len = strlen(v);
+            else if (!(secret = secret_owned = read_secret_file(v, "secret", &secret_len)))
+                rc = EXIT_USAGE;
             have_key = true, i++;
-        } else if (strcmp(a, "--secret-file") == 0) {
-            rc = add_secret_file(ks, v);
-            have_key = true, i++;
+        } else if (strcmp(a, "--redis") == 0) {
+            net.redis_url = v, i++;
+        } else if (strcmp(a, "--cache-secret-file") == 0) {
+            size_t n;
+            free(net.cache_secret);
+            if (!(net.cache_secret = read_secret_file(v, "cache secret", &n)))
+                rc = EXIT_USAGE;
+            i++;
         } else if (strcmp(a, "--jwks") == 0) {
             rc = add_key_file(ks, "jwks", v);
             have_key = true, i++;
@@ -291,32 +325,44 @@ static int cmd_verify(int argc, char **argv)
     if (rc == 0 && !have_key) {
         const char *env = getenv("IAM_JWT_SECRET");
         if (env && *env)
-            rc = add_secret(ks, env, strlen(env));
+            secret = env, secret_len = strlen(env);
         else
             rc = usage_error("%s", "no key: give --secret, --secret-file, --jwks or --pem (or set IAM_JWT_SECRET)");
     }
+    /* With Redis the client takes the secret itself (its cache secret derives from it). */
+    if (rc == 0 && secret && !net.redis_url)
+        rc = add_secret(ks, secret, secret_len);
+    else if (rc == 0 && secret && strlen(secret) != secret_len)
+        rc = usage_error("%s", "with --redis the secret cannot contain NUL bytes");
+    net.secret = secret;
     if (rc == 0 && !token_src)
         rc = usage_error("%s", "no token given (pass it as an argument or - for stdin)");
     if (rc) {
         iam_keyset_release(ks);
+        free(secret_owned);
+        free(net.cache_secret);
         return rc;
     }
     size_t len;
     char *token = token_arg(token_src, &len);
     if (!token) {
         iam_keyset_release(ks);
+        free(secret_owned);
+        free(net.cache_secret);
         return usage_error("%s", "cannot read the token");
     }
     iam_user *user = NULL;
     iam_error e = {0};
     iam_status st;
-    if (repeat || stats)
+    if (repeat || stats || net.redis_url)
         st = verify_through_client(ks, &opts, fixed_now ? &now : NULL, token, len,
-                                   repeat ? repeat : 1, stats, &user, &e);
+                                   repeat ? repeat : 1, stats, &net, &user, &e);
     else
         st = iam_token_verify(token, len, ks, &opts, now, &user, &e);
     free(token);
     iam_keyset_release(ks);
+    free(secret_owned);
+    free(net.cache_secret);
     if (st != IAM_OK)
         return report_rejection(st, &e);
     char *json = iam_user_to_json(user);
@@ -379,6 +425,202 @@ static int cmd_jws_verify(int argc, char **argv)
     return 0;
 }
 
+/* Options shared by revoke and watch: --redis URL, a secret or cache secret (optional:
+ * without one, a random throwaway key serves a client that only writes and listens). */
+typedef struct redis_cmd_opts {
+    const char *redis_url;
+    char *secret, *cache_secret;
+    int64_t count;
+    const char *token_src;
+} redis_cmd_opts;
+
+static int parse_redis_cmd(int argc, char **argv, bool want_token, redis_cmd_opts *r)
+{
+    memset(r, 0, sizeof *r);
+    int rc = 0;
+    for (int i = 0; i < argc && rc == 0; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool opt = a[0] == '-' && a[1] == '-';
+        size_t n;
+        if (opt && !v) {
+            rc = usage_error("option %s needs a value", a);
+        } else if (strcmp(a, "--redis") == 0) {
+            r->redis_url = v, i++;
+        } else if (want_token && strcmp(a, "--secret") == 0 && !r->secret) {
+            r->secret = strdup(v), i++;
+        } else if (want_token && strcmp(a, "--secret-file") == 0 && !r->secret) {
+            if (!(r->secret = read_secret_file(v, "secret", &n)))
+                rc = EXIT_USAGE;
+            i++;
+        } else if (want_token && strcmp(a, "--cache-secret-file") == 0 && !r->cache_secret) {
+            if (!(r->cache_secret = read_secret_file(v, "cache secret", &n)))
+                rc = EXIT_USAGE;
+            i++;
+        } else if (!want_token && strcmp(a, "--count") == 0) {
+            if (!parse_int64(v, 1, 1000000000, &r->count))
+                rc = usage_error("%s", "--count needs a number from 1 to 1000000000");
+            i++;
+        } else if (opt) {
+            rc = usage_error("unknown or repeated option %s", a);
+        } else if (!want_token || r->token_src) {
+            rc = usage_error("%s", want_token ? "give exactly one token (or - for stdin)" : "watch takes no arguments");
+        } else {
+            r->token_src = a;
+        }
+    }
+    if (rc == 0 && !r->redis_url)
+        rc = usage_error("%s", "--redis URL is required");
+    if (rc == 0 && want_token && !r->token_src)
+        rc = usage_error("%s", "no token given (pass it as an argument or - for stdin)");
+    return rc;
+}
+
+static void redis_cmd_free(redis_cmd_opts *r)
+{
+    free(r->secret);
+    free(r->cache_secret);
+}
+
+/* A client for revoke/watch. Without a secret it holds a random one: it verifies nothing,
+ * it only writes the platform's keys and listens. */
+static iam_status redis_cmd_client(const redis_cmd_opts *r, void (*on_inv)(void *, const iam_invalidation *),
+                                   void *arg, iam_client **c, iam_error *e)
+{
+    char random_secret[65];
+    unsigned char raw[32];
+    FILE *f = fopen("/dev/urandom", "rb");
+    bool got = f && fread(raw, 1, sizeof raw, f) == sizeof raw;
+    if (f)
+        fclose(f);
+    if (!got)
+        return IAM_E_INTERNAL;
+    for (int i = 0; i < 32; i++)
+        snprintf(random_secret + 2 * i, 3, "%02x", raw[i]);
+    iam_client_options o;
+    iam_client_options_init(&o);
+    o.redis_url = r->redis_url;
+    o.jwt_secret = r->secret ? r->secret : random_secret;
+    o.cache_secret = r->cache_secret;
+    o.on_invalidation = on_inv;
+    o.invalidation_arg = arg;
+    return iam_client_new(&o, c, e);
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+    redis_cmd_opts r;
+    int rc = parse_redis_cmd(argc, argv, true, &r);
+    size_t len = 0;
+    char *token = rc == 0 ? token_arg(r.token_src, &len) : NULL;
+    if (rc == 0 && !token)
+        rc = usage_error("%s", "cannot read the token");
+    iam_client *c = NULL;
+    iam_error e = {0};
+    iam_status st = rc == 0 ? redis_cmd_client(&r, NULL, NULL, &c, &e) : IAM_OK;
+    if (rc == 0 && st != IAM_OK)
+        rc = report_rejection(st, &e);
+    if (rc == 0) {
+        st = iam_client_revoke_token(c, token, len, &e);
+        if (st == IAM_OK) {
+            printf("{\"revoked\":true}\n");
+        } else {
+            fprintf(stderr, "error: %s: %s\n", iam_status_name(st), e.message);
+            rc = st == IAM_E_UNAVAILABLE ? EXIT_REJECTED : EXIT_USAGE;
+        }
+    }
+    iam_client_free(c);
+    free(token);
+    redis_cmd_free(&r);
+    return rc;
+}
+
+typedef struct watch_state {
+    pthread_mutex_t lock;
+    int64_t heard;
+} watch_state;
+
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/* On the client's I/O thread: one JSON line per event. */
+static void on_watch_event(void *arg, const iam_invalidation *m)
+{
+    watch_state *w = arg;
+    if (m->kind == IAM_INVALIDATION_SUBSCRIBED) {
+        printf("{\"event\":\"subscribed\",\"channel\":\"%s\"}\n", IAM_REDIS_CHANNEL);
+    } else if (m->kind == IAM_INVALIDATION_LOST) {
+        printf("{\"event\":\"lost\"}\n");
+    } else {
+        printf("{\"event\":\"%s\"", m->malformed ? "malformed" : "message");
+        if (m->user_id) {
+            printf(",\"user_id\":");
+            print_json_string(m->user_id);
+        }
+        if (m->jti) {
+            printf(",\"jti\":");
+            print_json_string(m->jti);
+        }
+        if (m->token_fingerprint[0])
+            printf(",\"token_sha256_16\":\"%s\"", m->token_fingerprint);
+        if (m->all)
+            printf(",\"all\":true");
+        printf("}\n");
+        pthread_mutex_lock(&w->lock);
+        w->heard++;
+        pthread_mutex_unlock(&w->lock);
+    }
+    fflush(stdout);
+}
+
+static int cmd_watch(int argc, char **argv)
+{
+    redis_cmd_opts r;
+    int rc = parse_redis_cmd(argc, argv, false, &r);
+    if (rc)
+        return rc;
+    /* SIGINT/SIGTERM are taken by sigtimedwait below (blocked before the I/O thread starts,
+     * so it inherits the mask and never runs a handler). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    watch_state w = {.heard = 0};
+    pthread_mutex_init(&w.lock, NULL);
+    iam_client *c = NULL;
+    iam_error e = {0};
+    iam_status st = redis_cmd_client(&r, on_watch_event, &w, &c, &e);
+    if (st != IAM_OK) {
+        rc = report_rejection(st, &e);
+    } else {
+        for (;;) {
+            struct timespec tick = {0, 100 * 1000000};
+            if (sigtimedwait(&set, NULL, &tick) > 0)
+                break;
+            pthread_mutex_lock(&w.lock);
+            bool enough = r.count && w.heard >= r.count;
+            pthread_mutex_unlock(&w.lock);
+            if (enough)
+                break;
+        }
+    }
+    iam_client_free(c);
+    pthread_mutex_destroy(&w.lock);
+    redis_cmd_free(&r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
@@ -391,6 +633,10 @@ int main(int argc, char **argv)
         return cmd_verify(argc - 2, argv + 2);
     if (strcmp(cmd, "jws-verify") == 0)
         return cmd_jws_verify(argc - 2, argv + 2);
+    if (strcmp(cmd, "revoke") == 0)
+        return cmd_revoke(argc - 2, argv + 2);
+    if (strcmp(cmd, "watch") == 0)
+        return cmd_watch(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0)
         return iamctl_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -317,6 +317,38 @@ static l1_entry *trim_chain(l1_shard *sh, size_t bucket)
     return last;
 }
 
+void l1_flight_move(l1_cache *c, l1_flight *from, l1_flight *to, const char *new_token)
+{
+    l1_shard *sh = shard_of(c, from->hash);
+    pthread_mutex_lock(&sh->lock);
+    *to = *from;
+    to->token = new_token;
+    for (l1_flight **pp = &sh->flights; *pp; pp = &(*pp)->next)
+        if (*pp == from) {
+            *pp = to;
+            break;
+        }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+size_t l1_cap_expiry(l1_cache *c, int64_t cap_ms)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nshards; i++) {
+        l1_shard *sh = &c->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (l1_link *l = sh->lru.next; l != &sh->lru; l = l->next) {
+            l1_entry *e = entry_of(l);
+            if (e->user && e->expires_ms > cap_ms) {
+                e->expires_ms = cap_ms;
+                n++;
+            }
+        }
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return n;
+}
+
 l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
                      iam_status refusal, int64_t expires_ms, bool (*veto)(void *arg),
                      void *veto_arg)

@@ -132,6 +132,15 @@ l1_waiter *l1_finish(l1_cache *c, l1_flight *flight, bool store, iam_user *user,
                      iam_status refusal, int64_t expires_ms, bool (*veto)(void *arg),
                      void *veto_arg);
 
+/** Moves a registered flight to new storage (the resolution continues on another thread):
+ *  *to becomes the registered flight, with its waiters, and token pointing at new_token
+ *  (the same bytes, owned by the caller until l1_finish). */
+void l1_flight_move(l1_cache *c, l1_flight *from, l1_flight *to, const char *new_token);
+
+/** Lowers every positive entry's expiry to at most cap_ms (the staleness bound while
+ *  invalidations cannot be heard). Returns how many entries were lowered. */
+size_t l1_cap_expiry(l1_cache *c, int64_t cap_ms);
+
 /** Removes the entries of a token in every context. Returns how many. */
 size_t l1_remove_token(l1_cache *c, const char *token, size_t len);
 /** Removes entries for which pred(entry user, arg) is true (refusals never match). */

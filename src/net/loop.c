@@ -117,6 +117,46 @@ bool io_loop_post(io_loop *l, io_task_fn fn, void *arg)
     return true;
 }
 
+typedef struct sync_task {
+    io_task_fn fn;
+    void *arg;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} sync_task;
+
+static void run_sync_task(void *arg)
+{
+    sync_task *t = arg;
+    t->fn(t->arg);
+    pthread_mutex_lock(&t->lock);
+    t->done = true;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
+bool io_loop_run_sync(io_loop *l, io_task_fn fn, void *arg)
+{
+    sync_task t = {.fn = fn, .arg = arg, .done = false};
+    pthread_mutex_init(&t.lock, NULL);
+    pthread_cond_init(&t.cond, NULL);
+    bool posted = io_loop_post(l, run_sync_task, &t);
+    if (posted) {
+        pthread_mutex_lock(&t.lock);
+        while (!t.done)
+            pthread_cond_wait(&t.cond, &t.lock);
+        pthread_mutex_unlock(&t.lock);
+    }
+    pthread_mutex_destroy(&t.lock);
+    pthread_cond_destroy(&t.cond);
+    return posted;
+}
+
+struct uv_loop_s *io_loop_uv(io_loop *l)
+{
+    return &l->loop;
+}
+
 bool io_loop_is_current(const io_loop *l)
 {
     return pthread_equal(pthread_self(), l->thread);

@@ -14,6 +14,11 @@ typedef void (*io_task_fn)(void *arg);
 iam_status io_loop_start(io_loop **out, io_task_fn tick, void *tick_arg, uint64_t tick_ms);
 /** Queues fn(arg) to run on the loop thread; false when the loop is stopping or on OOM. */
 bool io_loop_post(io_loop *l, io_task_fn fn, void *arg);
+/** Posts fn(arg) and waits until it has run; false when the loop is stopping or on OOM.
+ *  Must not be called on the loop thread. */
+bool io_loop_run_sync(io_loop *l, io_task_fn fn, void *arg);
+/** The libuv loop, for handles the tiers own (use on the loop thread only). */
+struct uv_loop_s *io_loop_uv(io_loop *l);
 /** True when called on the loop thread. */
 bool io_loop_is_current(const io_loop *l);
 /** Runs queued tasks, stops the loop, joins the thread, frees. */

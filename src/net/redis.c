@@ -1,0 +1,512 @@
+/* redis.c — the Redis tier's connections (see redis.h). Everything here but
+ * redis_batch_new/add/free, redis_submit and redis_tier_start/stop runs on the loop thread. */
+#include "net/redis.h"
+
+#include <stdatomic.h>
+#include <strings.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define HOUSEKEEPING_MS 20
+
+typedef struct redis_conn {
+    redis_tier *t;
+    redisAsyncContext *ac;
+    bool subscriber;
+    bool connected;       /* the connect callback reported success */
+    uint64_t opened_at;   /* uv_now when the attempt started */
+    uint64_t retry_at;    /* next attempt (when ac is NULL) */
+    uint64_t backoff_ms;
+} redis_conn;
+
+struct redis_batch {
+    struct redis_batch *prev, *next; /* the pending list, in deadline order */
+    redis_tier *t;
+    redis_done_fn done;
+    void *arg;
+    size_t n, received, outstanding;
+    bool linked, completed, failed;
+    uint64_t deadline;
+    char *cmd[REDIS_MAX_BATCH];
+    size_t cmd_len[REDIS_MAX_BATCH];
+    redis_value vals[REDIS_MAX_BATCH];
+};
+
+struct redis_tier {
+    io_loop *loop;
+    uv_loop_t *uv;
+    redis_url url;
+    uint64_t timeout_ms;
+    char *channel;
+    redis_events ev;
+    redis_conn cmd, sub;
+    uv_timer_t timer;
+    redis_batch *head, *tail;
+    bool stopping;
+    /* command connection health: suspect after a timeout until a reply comes back */
+    bool suspect;
+    uint64_t suspect_since;
+    bool probe_out;
+    /* subscription */
+    bool sub_live;
+    bool hb_out;
+    uint64_t hb_sent;
+    redis_counters ctr;
+};
+
+/* ------------------------------------------------------------------ batches */
+
+redis_batch *redis_batch_new(redis_done_fn done, void *arg)
+{
+    redis_batch *b = calloc(1, sizeof *b);
+    if (b) {
+        b->done = done;
+        b->arg = arg;
+    }
+    return b;
+}
+
+bool redis_batch_add(redis_batch *b, int argc, const char **argv, const size_t *argvlen)
+{
+    if (b->n >= REDIS_MAX_BATCH)
+        return false;
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0 || !cmd)
+        return false;
+    b->cmd[b->n] = cmd;
+    b->cmd_len[b->n] = (size_t)len;
+    b->n++;
+    return true;
+}
+
+void redis_batch_free(redis_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->cmd[i]);
+        free(b->vals[i].str);
+    }
+    free(b);
+}
+
+static void unlink_batch(redis_tier *t, redis_batch *b)
+{
+    if (!b->linked)
+        return;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        t->head = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    else
+        t->tail = b->prev;
+    b->prev = b->next = NULL;
+    b->linked = false;
+}
+
+/* Calls done once. The batch itself lives until hiredis has answered (or dropped) every
+ * command sent, since hiredis still holds it as the callbacks' privdata. */
+static void complete(redis_batch *b, bool ok)
+{
+    if (b->completed)
+        return;
+    b->completed = true;
+    if (b->done)
+        b->done(b->arg, ok, b->vals, b->n);
+}
+
+static void fail_now(redis_batch *b)
+{
+    atomic_fetch_add(&b->t->ctr.errors, 1);
+    complete(b, false);
+    redis_batch_free(b);
+}
+
+static void copy_reply(redis_value *v, const redisReply *r)
+{
+    v->type = r->type;
+    v->integer = r->integer;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR) {
+        v->str = malloc(r->len + 1);
+        if (v->str) {
+            memcpy(v->str, r->str, r->len);
+            v->str[r->len] = '\0';
+            v->len = r->len;
+        }
+    }
+}
+
+static void on_batch_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_batch *b = privdata;
+    redis_tier *t = b->t;
+    redisReply *r = reply;
+    size_t i = b->received++;
+    if (!r) {
+        b->failed = true; /* the connection went away */
+    } else {
+        t->suspect = false; /* the server answers */
+        if (i < b->n && !b->completed)
+            copy_reply(&b->vals[i], r);
+        if (r->type == REDIS_REPLY_ERROR || (i < b->n && !b->completed && r->type != REDIS_REPLY_NIL &&
+                                             !b->vals[i].str && r->type != REDIS_REPLY_INTEGER &&
+                                             r->type != REDIS_REPLY_ARRAY))
+            b->failed = true; /* an error reply, or a copy that failed for memory */
+    }
+    if (--b->outstanding == 0) {
+        unlink_batch(t, b);
+        if (!b->completed) {
+            atomic_fetch_add(&t->ctr.round_trips, 1);
+            if (b->failed)
+                atomic_fetch_add(&t->ctr.errors, 1);
+            complete(b, !b->failed);
+        }
+        redis_batch_free(b);
+    }
+}
+
+static void send_batch(void *arg)
+{
+    redis_batch *b = arg;
+    redis_tier *t = b->t;
+    if (t->stopping || !t->cmd.ac || t->suspect) { /* a connecting context buffers */
+        fail_now(b); /* at once: never queue behind a server that is not answering */
+        return;
+    }
+    b->deadline = uv_now(t->uv) + t->timeout_ms;
+    b->linked = true;
+    b->prev = t->tail;
+    if (t->tail)
+        t->tail->next = b;
+    else
+        t->head = b;
+    t->tail = b;
+    for (size_t i = 0; i < b->n; i++) {
+        if (redisAsyncFormattedCommand(t->cmd.ac, on_batch_reply, b, b->cmd[i], b->cmd_len[i]) != REDIS_OK) {
+            /* only while the context is being torn down: the commands already queued will
+             * be answered with NULL; account for the rest here */
+            b->failed = true;
+            b->received += b->n - i;
+            if (b->outstanding == 0) {
+                unlink_batch(t, b);
+                fail_now(b);
+            }
+            return;
+        }
+        b->outstanding++;
+    }
+}
+
+void redis_submit(redis_tier *t, redis_batch *b)
+{
+    b->t = t;
+    if (!io_loop_post(t->loop, send_batch, b)) {
+        /* the loop is stopping: fail here, on the caller's thread */
+        atomic_fetch_add(&t->ctr.errors, 1);
+        complete(b, false);
+        redis_batch_free(b);
+    }
+}
+
+/* -------------------------------------------------------------- connections */
+
+static void conn_open(redis_conn *c);
+
+static void schedule_retry(redis_conn *c)
+{
+    redis_tier *t = c->t;
+    c->ac = NULL;
+    c->connected = false;
+    if (c->backoff_ms == 0)
+        c->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    else if ((c->backoff_ms *= 2) > REDIS_BACKOFF_MAX_MS)
+        c->backoff_ms = REDIS_BACKOFF_MAX_MS;
+    uint32_t r = 0;
+    RAND_bytes((unsigned char *)&r, sizeof r);
+    /* full jitter on half the delay: many nodes restarting together do not stampede */
+    c->retry_at = uv_now(t->uv) + c->backoff_ms / 2 + (r % (c->backoff_ms / 2 + 1));
+}
+
+static void sub_lost(redis_tier *t)
+{
+    atomic_store(&t->ctr.subscribed, false);
+    t->hb_out = false;
+    if (t->sub_live) {
+        t->sub_live = false;
+        if (t->ev.subscription)
+            t->ev.subscription(t->ev.arg, false);
+    }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    redis_conn *c = ac->data;
+    if (status != REDIS_OK) { /* hiredis frees the context after this returns */
+        atomic_fetch_add(&c->t->ctr.errors, 1);
+        schedule_retry(c);
+        return;
+    }
+    c->connected = true;
+    if (!c->subscriber) {
+        c->t->suspect = false;
+        atomic_store(&c->t->ctr.connected, true);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    redis_conn *c = ac->data;
+    redis_tier *t = c->t;
+    if (c->ac != ac)
+        return;
+    if (c->subscriber)
+        sub_lost(t);
+    else
+        atomic_store(&t->ctr.connected, false);
+    if (!t->stopping) {
+        atomic_fetch_add(&t->ctr.errors, 1);
+        schedule_retry(c);
+    } else {
+        c->ac = NULL;
+        c->connected = false;
+    }
+}
+
+/* AUTH/SELECT: an error means this connection cannot serve; drop it and retry later. */
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        redisAsyncDisconnect(ac);
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_tier *t = privdata;
+    redisReply *r = reply;
+    if (!r || t->stopping)
+        return;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const redisReply *kind = r->element[0];
+    if (kind->len == 9 && strncasecmp(kind->str, "subscribe", 9) == 0) {
+        t->hb_out = false;
+        t->sub.backoff_ms = 0;
+        if (!t->sub_live) {
+            t->sub_live = true;
+            atomic_store(&t->ctr.subscribed, true);
+            if (t->ev.subscription)
+                t->ev.subscription(t->ev.arg, true);
+        }
+    } else if (kind->len == 7 && strncasecmp(kind->str, "message", 7) == 0 &&
+               r->element[2]->type == REDIS_REPLY_STRING) {
+        if (t->ev.message)
+            t->ev.message(t->ev.arg, r->element[2]->str, r->element[2]->len);
+    }
+}
+
+static void conn_open(redis_conn *c)
+{
+    redis_tier *t = c->t;
+    redisAsyncContext *ac = t->url.unix_socket ? redisAsyncConnectUnix(t->url.path)
+                                               : redisAsyncConnect(t->url.host, t->url.port);
+    if (!ac || ac->err) {
+        if (ac)
+            redisAsyncFree(ac);
+        atomic_fetch_add(&t->ctr.errors, 1);
+        schedule_retry(c);
+        return;
+    }
+    if (redisLibuvAttach(ac, t->uv) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_retry(c);
+        return;
+    }
+    ac->data = c;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    c->ac = ac;
+    c->connected = false;
+    c->opened_at = uv_now(t->uv);
+    atomic_fetch_add(&t->ctr.reconnects, 1);
+    if (t->url.has_password) {
+        if (t->url.user[0])
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s %s", t->url.user, t->url.password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", t->url.password);
+    }
+    if (t->url.db && !c->subscriber)
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %ld", t->url.db);
+    if (c->subscriber) {
+        redisAsyncCommand(ac, on_sub_reply, t, "SUBSCRIBE %s", t->channel);
+        t->hb_out = true;
+        t->hb_sent = uv_now(t->uv);
+    }
+}
+
+/* Drops a connection that does not answer; it reconnects after the backoff. */
+static void conn_drop(redis_conn *c)
+{
+    redisAsyncContext *ac = c->ac;
+    if (!ac)
+        return;
+    bool was_connected = c->connected;
+    schedule_retry(c); /* clears c->ac first: on_disconnect then ignores this context */
+    if (c->subscriber)
+        sub_lost(c->t);
+    else
+        atomic_store(&c->t->ctr.connected, false);
+    atomic_fetch_add(&c->t->ctr.errors, 1);
+    (void)was_connected;
+    redisAsyncFree(ac); /* fails every command still waiting on it */
+}
+
+static void on_probe_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_tier *t = privdata;
+    t->probe_out = false;
+    if (reply)
+        t->suspect = false;
+}
+
+static void housekeeping(uv_timer_t *timer)
+{
+    redis_tier *t = timer->data;
+    uint64_t now = uv_now(t->uv);
+    /* deadlines: the list is in deadline order (one timeout for all) */
+    while (t->head && t->head->deadline <= now) {
+        redis_batch *b = t->head;
+        unlink_batch(t, b);
+        atomic_fetch_add(&t->ctr.errors, 1);
+        if (!t->suspect) {
+            t->suspect = true;
+            t->suspect_since = now;
+        }
+        complete(b, false); /* freed when hiredis answers or drops its commands */
+    }
+    uint64_t connect_limit = t->timeout_ms * 4 > 1000 ? t->timeout_ms * 4 : 1000;
+    redis_conn *conns[2] = {&t->cmd, &t->sub};
+    for (int i = 0; i < (t->channel ? 2 : 1); i++) {
+        redis_conn *c = conns[i];
+        if (!c->ac && now >= c->retry_at)
+            conn_open(c);
+        else if (c->ac && !c->connected && now - c->opened_at > connect_limit)
+            conn_drop(c); /* hiredis 0.14 has no connect timeout of its own */
+    }
+    /* a suspect command connection: probe it; drop it when it stays silent */
+    if (t->cmd.ac && t->cmd.connected && t->suspect) {
+        if (now - t->suspect_since > connect_limit) {
+            conn_drop(&t->cmd);
+            t->probe_out = false;
+        } else if (!t->probe_out &&
+                   redisAsyncCommand(t->cmd.ac, on_probe_reply, t, "PING") == REDIS_OK) {
+            t->probe_out = true;
+        }
+    }
+    /* the subscription's heartbeat: a repeated SUBSCRIBE is confirmed even on a quiet channel */
+    if (t->sub.ac && t->sub.connected) {
+        uint64_t limit = REDIS_HEARTBEAT_MS + connect_limit;
+        if (t->hb_out && now - t->hb_sent > limit) {
+            conn_drop(&t->sub);
+        } else if (!t->hb_out && t->sub_live && now - t->hb_sent >= REDIS_HEARTBEAT_MS) {
+            if (redisAsyncCommand(t->sub.ac, on_sub_reply, t, "SUBSCRIBE %s", t->channel) == REDIS_OK) {
+                t->hb_out = true;
+                t->hb_sent = now;
+            }
+        }
+    }
+}
+
+typedef struct start_args {
+    redis_tier *t;
+} start_args;
+
+static void start_on_loop(void *arg)
+{
+    redis_tier *t = arg;
+    uv_timer_init(t->uv, &t->timer);
+    t->timer.data = t;
+    uv_timer_start(&t->timer, housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+    conn_open(&t->cmd);
+    if (t->channel)
+        conn_open(&t->sub);
+}
+
+iam_status redis_tier_start(io_loop *loop, const redis_url *u, int64_t timeout_ms, const char *channel,
+                            const redis_events *ev, redis_tier **out)
+{
+    redis_tier *t = calloc(1, sizeof *t);
+    if (!t)
+        return IAM_E_NOMEM;
+    t->loop = loop;
+    t->uv = io_loop_uv(loop);
+    t->url = *u;
+    t->timeout_ms = (uint64_t)timeout_ms;
+    t->channel = channel ? strdup(channel) : NULL;
+    if (ev)
+        t->ev = *ev;
+    t->cmd.t = t->sub.t = t;
+    t->sub.subscriber = true;
+    if ((channel && !t->channel) || !io_loop_run_sync(loop, start_on_loop, t)) {
+        free(t->channel);
+        free(t);
+        return IAM_E_NOMEM;
+    }
+    *out = t;
+    return IAM_OK;
+}
+
+static void stop_on_loop(void *arg)
+{
+    redis_tier *t = arg;
+    t->stopping = true;
+    uv_timer_stop(&t->timer);
+    uv_close((uv_handle_t *)&t->timer, NULL);
+    while (t->head) {
+        redis_batch *b = t->head;
+        unlink_batch(t, b);
+        complete(b, false);
+    }
+    redis_conn *conns[2] = {&t->cmd, &t->sub};
+    for (int i = 0; i < 2; i++)
+        if (conns[i]->ac) {
+            redisAsyncContext *ac = conns[i]->ac;
+            conns[i]->ac = NULL;
+            conns[i]->connected = false;
+            redisAsyncFree(ac);
+        }
+    atomic_store(&t->ctr.connected, false);
+    atomic_store(&t->ctr.subscribed, false);
+}
+
+void redis_tier_stop(redis_tier *t)
+{
+    if (t)
+        io_loop_run_sync(t->loop, stop_on_loop, t);
+}
+
+void redis_tier_free(redis_tier *t)
+{
+    if (!t)
+        return;
+    free(t->channel);
+    free(t);
+}
+
+const redis_counters *redis_tier_counters(const redis_tier *t)
+{
+    return &t->ctr;
+}
