@@ -215,8 +215,12 @@ record_result record_decode(const record_keys *rk, const record_ctx *ctx, const 
     /* Authentic from here on: written by a holder of the cache secret for this key. The
      * body is still parsed strictly and its context compared (a defence in depth against a
      * writer with the secret but another configuration). */
+    /* Typical records parse with no allocation (as token claims do). */
+    json_node nodes[256];
+    char scratch[1024];
     json_doc d;
-    if (json_parse(&d, body, body_len, &RECORD_LIMITS, NULL, 0, NULL, 0, "record", NULL) != IAM_OK)
+    if (json_parse(&d, body, body_len, &RECORD_LIMITS, nodes, 256, scratch, sizeof scratch, "record", NULL) !=
+        IAM_OK)
         return RECORD_BAD;
     size_t v = json_get(&d, 0, "v"), c = json_get(&d, 0, "ctx"), cl = json_get(&d, 0, "claims");
     int64_t version;
@@ -229,7 +233,8 @@ record_result record_decode(const record_keys *rk, const record_ctx *ctx, const 
     if (!ok)
         return RECORD_BAD;
     json_doc cd;
-    if (json_parse(&cd, body + cs, cn, &CLAIM_LIMITS, NULL, 0, NULL, 0, "claims", NULL) != IAM_OK)
+    if (json_parse(&cd, body + cs, cn, &CLAIM_LIMITS, nodes, 256, scratch, sizeof scratch, "claims", NULL) !=
+        IAM_OK)
         return RECORD_BAD;
     claim_index ix;
     claims_index(&cd, &ix);

@@ -34,8 +34,11 @@ iam_status token_peek_claims(const char *token, size_t len, token_peek *out, iam
     size_t plen;
     if (!b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), payload, &plen))
         return iam_fail(err, IAM_E_MALFORMED, "the payload is not canonical base64url");
+    json_node nodes[256];
+    char scratch[1024];
     json_doc d;
-    iam_status st = json_parse(&d, (const char *)payload, plen, &PEEK_LIMITS, NULL, 0, NULL, 0, "claims", err);
+    iam_status st = json_parse(&d, (const char *)payload, plen, &PEEK_LIMITS, nodes, 256, scratch,
+                               sizeof scratch, "claims", err);
     if (st != IAM_OK)
         return st;
     if (d.nodes[0].type != JSON_OBJECT) {

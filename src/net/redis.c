@@ -46,6 +46,8 @@ struct redis_tier {
     redis_events ev;
     redis_conn cmd, sub;
     uv_timer_t timer;
+    uv_check_t flush;   /* writes queued commands right after the loop's poll phase */
+    bool dirty;
     redis_batch *head, *tail;
     bool stopping;
     /* command connection health: suspect after a timeout until a reply comes back */
@@ -203,6 +205,19 @@ static void send_batch(void *arg)
             return;
         }
         b->outstanding++;
+    }
+    t->dirty = true;
+}
+
+/* Runs after each poll phase, i.e. after the tasks posted by callers were turned into
+ * commands: writes them now instead of waiting a loop iteration for the socket's
+ * writable event (hiredis's libuv adapter writes only on that event). */
+static void on_flush(uv_check_t *h)
+{
+    redis_tier *t = h->data;
+    if (t->dirty && t->cmd.ac && t->cmd.connected) {
+        t->dirty = false;
+        redisAsyncHandleWrite(t->cmd.ac);
     }
 }
 
@@ -440,6 +455,9 @@ static void start_on_loop(void *arg)
     uv_timer_init(t->uv, &t->timer);
     t->timer.data = t;
     uv_timer_start(&t->timer, housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+    uv_check_init(t->uv, &t->flush);
+    t->flush.data = t;
+    uv_check_start(&t->flush, on_flush);
     conn_open(&t->cmd);
     if (t->channel)
         conn_open(&t->sub);
@@ -475,6 +493,8 @@ static void stop_on_loop(void *arg)
     t->stopping = true;
     uv_timer_stop(&t->timer);
     uv_close((uv_handle_t *)&t->timer, NULL);
+    uv_check_stop(&t->flush);
+    uv_close((uv_handle_t *)&t->flush, NULL);
     while (t->head) {
         redis_batch *b = t->head;
         unlink_batch(t, b);
