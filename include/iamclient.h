@@ -314,12 +314,15 @@ IAM_EXTERN char *iam_user_to_json(const iam_user *u);
  *        │ miss (concurrent misses of one token are coalesced into one resolution)
  *        ▼
  *   local verification (keys held)         (caller's thread)
- *        ▼
- *   store in L1 with TTL <= exp and <= max staleness; refusals cached briefly;
- *   revoked tokens never cached as valid
+ *        │ with redis_url: verified with a jti → EXISTS blacklist:jti:<jti>;
+ *        │ no key could verify → GET shared record + EXISTS, one round trip
+ *        ▼                                  (the client's I/O thread)
+ *   store in L1 with TTL <= exp and <= max staleness (and in Redis for the other nodes);
+ *   refusals cached briefly; revoked tokens never cached as valid
  *
- * Network tiers (Redis, the auth service) run on the client's one I/O thread (a libuv
- * loop) and arrive in later releases; their URLs are validated and recorded today.
+ * The Redis tier runs on the client's one I/O thread (a libuv loop, hiredis async); a
+ * subscriber on policy:invalidate evicts across nodes. The auth-service tier arrives in a
+ * later release; auth_url/jwks_url are validated and recorded today.
  * A client is thread-safe: every function may be called from any thread.
  */
 typedef struct iam_client iam_client;
