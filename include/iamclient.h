@@ -471,7 +471,9 @@ typedef struct iam_resolve_options {
 
 /**
  * Resolves a token (blocking; a wait on the asynchronous call). Safe from any number of
- * threads. On IAM_OK *out holds a reference (caller releases). Refusals are the rejection
+ * threads — except, with the Redis tier, the client's own I/O thread (a callback), where a
+ * wait could never end: IAM_E_INVALID_ARGUMENT there (the same for iam_client_cached and
+ * iam_client_revoke_token); use iam_client_resolve_async from callbacks. On IAM_OK *out holds a reference (caller releases). Refusals are the rejection
  * codes; IAM_E_UNAVAILABLE means no answer could be obtained (never cached).
  */
 IAM_EXTERN iam_status iam_client_resolve(iam_client *c, const char *token, size_t len,

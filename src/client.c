@@ -957,6 +957,9 @@ iam_status iam_client_revoke_token(iam_client *c, const char *token, size_t len,
     invalidate_token_local(c, token, len);
     if (!c->redis)
         return iam_fail(err, IAM_E_CONFIG, "no Redis tier (redis_url): revoked in this process only");
+    if (io_loop_is_current(c->loop))
+        return iam_fail(err, IAM_E_INVALID_ARGUMENT,
+                        "blocking call on the client's I/O thread (from a callback): revoked in this process only");
     sync_call sc;
     redis_batch *b = sync_call_init(&sc);
     char key[RECORD_KEY_LEN + 1], msg[2 * (6 * IAM_MAX_KID_BYTES + 32)];
@@ -1203,6 +1206,9 @@ iam_status iam_client_cached(iam_client *c, const char *token, size_t len,
     case L1_REFUSED:
         return iam_fail(err, refusal, "%s (remembered refusal)", iam_strerror(refusal));
     default:
+        if (c->redis && io_loop_is_current(c->loop))
+            return iam_fail(err, IAM_E_INVALID_ARGUMENT,
+                            "blocking call on the client's I/O thread (from a callback)");
         if (c->redis)
             return cached_in_redis(c, token, len, ro, out, err);
         return iam_fail(err, IAM_E_NOT_CACHED, "no cache holds an answer for this token");
@@ -1581,6 +1587,9 @@ iam_status iam_client_resolve(iam_client *c, const char *token, size_t len,
         *out = NULL;
     if (!c || !token || !out)
         return iam_fail(err, IAM_E_INVALID_ARGUMENT, "client, token and out-parameter are required");
+    if (c->redis && io_loop_is_current(c->loop)) /* it would wait for its own thread */
+        return iam_fail(err, IAM_E_INVALID_ARGUMENT,
+                        "blocking call on the client's I/O thread (from a callback): use iam_client_resolve_async");
     iam_status st;
     iam_error local = {IAM_OK, ""};
     iam_error *e = err ? err : &local;
