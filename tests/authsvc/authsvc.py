@@ -792,8 +792,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif mode == "deny_all" and path == VALIDATE:
             self._json(200, {"valid": False})
         elif mode == "huge":
-            pad = "x" * max(0, action["size"] - 30)
-            self._json(200, {"valid": False, "padding": pad})
+            # Valid JSON of exactly `size` bytes: the client's response-size limit is tested,
+            # not its parser.
+            overhead = len(compact({"valid": False, "padding": ""}))
+            self._json(200, {"valid": False, "padding": "x" * max(0, action["size"] - overhead)})
         elif mode in ("close", "chunked", "truncated"):
             self._answer(path, body, style=mode)
         else:                                   # slow, or lie/deny on another path
