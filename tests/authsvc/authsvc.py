@@ -546,7 +546,7 @@ class AuthState:
             return None
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except Exception:
             return None
         alg = header.get("alg")
         if alg == "HS256":
@@ -558,12 +558,13 @@ class AuthState:
         options = {"require": ["exp"], "verify_exp": verify_exp}
         for key in keys:
             try:
-                return jwt.decode(token, key, algorithms=[alg], audience=self.audience,
-                                  issuer=self.issuer, options=options)
+                claims = jwt.decode(token, key, algorithms=[alg], audience=self.audience,
+                                    issuer=self.issuer, options=options)
             except jwt.InvalidSignatureError:
                 continue                        # another key without kid may match
-            except jwt.PyJWTError:
+            except Exception:                   # anything odd is invalid, never a crash
                 return None
+            return claims if isinstance(claims, dict) else None
         return None
 
     def validate(self, token):

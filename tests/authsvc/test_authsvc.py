@@ -807,9 +807,11 @@ def test_mode_hang_until_mode_changes(svc):
     svc.mode("hang", count=1)
     with socket.create_connection(("127.0.0.1", svc.port), timeout=1.0) as s:
         s.sendall(post_bytes(VALIDATE, json.dumps({"token": tok}).encode()))
+        # the server has taken the one hang before the next request is sent (under load
+        # the second request could otherwise overtake the first and take the hang)
+        wait_for(lambda: svc.stats()["in_flight"] == 1, what="one hung request")
         with pytest.raises(socket.timeout):
             s.recv(1)
-        assert svc.stats()["in_flight"] == 1
         # count=1: the next request is served while the first still hangs
         assert svc.validate(tok)["valid"] is True
         assert svc.current_mode()["mode"] == "normal"
