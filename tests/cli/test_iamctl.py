@@ -548,6 +548,98 @@ def t_option_values_never_echoed():
     check(r.code == 2, "--leeway ' 5' must be refused", r)
 
 
+# --------------------------------------------------------------------------- the Redis tier
+
+def _redis_server():
+    """A real redis-server on a free loopback port (tests/authsvc/redis_server.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "authsvc"))
+    from redis_server import RedisServer  # noqa: E402 (path set just above)
+    return RedisServer()
+
+
+def t_redis_verify_revoke(rs):
+    r = rs.client()
+    jti = "cli-redis-%d" % time.time_ns()
+    tok = mint_hs256(platform_claims(jti=jti))
+    res = verify(tok, "--secret", SECRET, "--redis", rs.url)
+    expect_accepted(res)
+    keys = [k.decode() for k in r.keys("*")]
+    records = [k for k in keys if k.startswith("iam:v1:cache:")]
+    check(len(records) == 1, "one shared record expected, keys: %r" % keys, res)
+    sig = tok.rsplit(".", 1)[1]
+    for k in keys:
+        v = r.get(k) if r.type(k) == b"string" else b""
+        check(sig not in k and tok not in k, "a key holds the token", res)
+        check(sig.encode() not in v and tok.encode() not in v, "a value holds the token", res)
+    body = r.get(records[0]).decode()
+    check('"org_id":"7"' in body, "record identifiers are not strings: %r" % body[:200], res)
+    check(0 < r.pttl(records[0]) <= 300 * 1000, "record TTL beyond the cache TTL", res)
+    p = r.pubsub()
+    p.subscribe("policy:invalidate")
+    p.get_message(timeout=2)  # the subscription's confirmation
+    rv = run("revoke", "--redis", rs.url, "--secret", SECRET, tok)
+    check(rv.code == 0 and json.loads(rv.out) == {"revoked": True}, "revoke failed", rv)
+    ttl = r.ttl("blacklist:jti:" + jti)
+    check(0 < ttl <= EXP - int(time.time()) + 1, "blacklist TTL %d not up to exp" % ttl, rv)
+    check(r.get("blacklist:jti:" + jti) == b"1", "blacklist value is not \"1\"", rv)
+    check(r.exists(records[0]) == 0, "revoke left the shared record", rv)
+    msg = None
+    for _ in range(50):
+        m = p.get_message(timeout=0.1)
+        if m and m["type"] == "message":
+            msg = m["data"].decode()
+            break
+    check(msg == '{"user_id": "2", "jti": "%s"}' % jti, "published %r" % msg, rv)
+    p.close()
+    expect_rejected(verify(tok, "--secret", SECRET, "--redis", rs.url), "revoked")
+    # without Redis nothing is known of it: local verification alone accepts
+    expect_accepted(verify(tok, "--secret", SECRET))
+
+
+def t_redis_watch(rs):
+    r = rs.client()
+    proc = subprocess.Popen([IAMCTL, "watch", "--redis", rs.url, "--count", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env())
+    try:
+        first = proc.stdout.readline().decode()
+        check(json.loads(first) == {"event": "subscribed", "channel": "policy:invalidate"},
+              "first line %r" % first)
+        refresh = mint_hs256(platform_claims(type="refresh"))
+        r.publish("policy:invalidate", '{"user_id": "2", "token": "%s"}' % refresh)
+        r.publish("policy:invalidate", '{"user_id": 5, "jti": "j-9"}')
+        r.publish("policy:invalidate", "not json")
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    check(proc.returncode == 0, "watch exited %r: %r" % (proc.returncode, err))
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    fp = hashlib.sha256(refresh.encode()).hexdigest()[:16]
+    check(lines[0] == {"event": "message", "user_id": "2", "token_sha256_16": fp}, "line %r" % lines[0])
+    check(lines[1] == {"event": "message", "user_id": "5", "jti": "j-9"}, "line %r" % lines[1])
+    check(lines[2] == {"event": "malformed"}, "line %r" % lines[2])
+    check(refresh not in out.decode() and refresh.rsplit(".", 1)[1] not in out.decode(),
+          "watch printed the token")
+
+
+def t_redis_usage(rs):
+    tok = mint_hs256(platform_claims())
+    res = verify(tok, "--secret", SECRET, "--redis", "rediss://:pw-s3cret@127.0.0.1:1")
+    expect_usage(res)
+    check("TLS" in res.err and "hiredis" in res.err and "pw-s3cret" not in res.err, "rediss message", res)
+    expect_usage(run("revoke", tok))                       # --redis is required
+    expect_usage(run("watch"))
+    expect_usage(run("watch", "--redis", rs.url, "extra"))
+    # nothing listens on port 1: no decision (fail-closed), exit 2 with the reason
+    res = verify(tok, "--secret", SECRET, "--redis", "redis://127.0.0.1:1")
+    check(res.code == 2 and res.err.startswith("error: unavailable: "), "unreachable Redis", res)
+    res = run("revoke", "--redis", "redis://127.0.0.1:1", tok)
+    check(res.code == 1 and res.err.startswith("error: unavailable: "), "revoke, unreachable Redis", res)
+    res = run("revoke", "--redis", rs.url, mint_hs256(platform_claims(jti=DROP)))
+    check(res.code == 2 and res.err.startswith("error: missing_claim: "), "revoke without jti", res)
+
+
 def main():
     global IAMCTL, TMP
     if len(sys.argv) != 2:
@@ -591,9 +683,20 @@ def main():
             ("stdin_past_limit_is_too_large", t_stdin_past_limit_is_too_large, False),
             ("option_values_never_echoed", t_option_values_never_echoed, False),
         ]
+        rs = None
+        if shutil.which("redis-server"):
+            rs = _redis_server()
+            tests += [("redis_verify_revoke", t_redis_verify_revoke, "redis"),
+                      ("redis_watch", t_redis_watch, "redis"),
+                      ("redis_usage", t_redis_usage, "redis")]
+        else:
+            print("FAIL redis: redis-server is not installed (scripts/install-deps.sh installs it)")
+            failed += 1
         for name, fn, needs_keys in tests:
             try:
-                if needs_keys:
+                if needs_keys == "redis":
+                    fn(rs)
+                elif needs_keys:
                     if key_error is not None:
                         raise Failure("cannot create RSA keys: %s" % key_error)
                     fn(keys)
@@ -608,6 +711,8 @@ def main():
                 failed += 1
                 print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
     finally:
+        if rs is not None:
+            rs.stop()
         shutil.rmtree(TMP, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
