@@ -20,6 +20,7 @@ is created, so:
   object seen is remembered by identity, so a caller passing the same ``str`` each time
   does not pay for the digest.
 """
+import asyncio
 import atexit
 import hashlib
 import json
@@ -354,13 +355,15 @@ class AsyncIAMClient(_ClientCore):
         raise IAMError(_NO_AUTH_TIER)
 
     async def aclose(self):
-        self.close()
+        """close() on a worker thread: waiting for requests in flight never blocks the loop
+        (their answers are queued to it with call_soon_threadsafe, not run)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     async def __aenter__(self):
         return self
 
     async def __aexit__(self, *exc):
-        self.close()
+        await self.aclose()
 
 
 IAMClient = AsyncIAMClient
