@@ -11,8 +11,8 @@ is created, so:
 
 * a secret equal to the client's configured one (``secret=`` or ``IAM_JWT_SECRET``) uses the
   main C client;
-* a client configured with no secret at all adopts the first per-call secret as its key
-  (its main C client is created on that first call);
+* a client configured with no key at all (no secret, no key file) adopts the first
+  per-call secret as its key (its main C client is created on that first call);
 * any other secret gets a C client of its own, created on first use with the same options
   and that secret, so one secret's cache entries can never answer for another. These are
   kept in a map keyed by a keyed BLAKE2b digest of the secret (never the secret itself),

@@ -786,8 +786,9 @@ static PyObject *client_resolve(PyObject *op, PyObject *const *args, Py_ssize_t 
     iam_user *user = NULL;
     iam_error err = {IAM_OK, ""};
     iam_status st;
+    iam_client *c = self->c; /* read with the GIL: close() clears it */
     Py_BEGIN_ALLOW_THREADS
-    st = iam_client_resolve(self->c, r.token, (size_t)r.len, r.has_ro ? &r.ro : NULL, &user, &err);
+    st = iam_client_resolve(c, r.token, (size_t)r.len, r.has_ro ? &r.ro : NULL, &user, &err);
     Py_END_ALLOW_THREADS
     client_leave(self);
     return result_object(st, user, err.message);
@@ -806,8 +807,9 @@ static PyObject *client_cached(PyObject *op, PyObject *const *args, Py_ssize_t n
     iam_user *user = NULL;
     iam_error err = {IAM_OK, ""};
     iam_status st;
+    iam_client *c = self->c; /* read with the GIL: close() clears it */
     Py_BEGIN_ALLOW_THREADS
-    st = iam_client_cached(self->c, r.token, (size_t)r.len, r.has_ro ? &r.ro : NULL, &user, &err);
+    st = iam_client_cached(c, r.token, (size_t)r.len, r.has_ro ? &r.ro : NULL, &user, &err);
     Py_END_ALLOW_THREADS
     client_leave(self);
     return result_object(st, user, err.message);
