@@ -124,6 +124,10 @@ class _ClientCore:
         if configured is not None or has_keys:
             # Created now, so that a configuration that cannot work fails here.
             self._default = self._create(self._default_key, configured)
+        else:
+            # No key yet (a per-call secret will be): still check every other setting now,
+            # with a throwaway C client holding a random key.
+            _native.Client(**dict(self._options, jwt_secret=_secrets.token_hex(32))).close()
         _LIVE.add(self)
 
     # -- which C client answers -------------------------------------------------------

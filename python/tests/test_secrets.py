@@ -58,6 +58,16 @@ async def test_a_client_without_secret_adopts_the_first_per_call_secret():
         c.close()
 
 
+def test_a_keyless_client_still_checks_its_other_settings_at_construction(monkeypatch):
+    with pytest.raises(IAMError, match="auth_url"):
+        AsyncIAMClient("ftp://auth-service")
+    with pytest.raises(IAMError, match="central mode"):
+        IAMClientSync("http://auth-service:8001", mode="central")
+    monkeypatch.setenv("IAM_CACHE_TTL_S", "0")
+    with pytest.raises(IAMError, match="IAM_CACHE_TTL_S"):
+        AsyncIAMClient("http://auth-service:8001")
+
+
 async def test_the_secret_may_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("IAM_JWT_SECRET", SECRET_B)
     c = AsyncIAMClient("http://auth-service:8001")
