@@ -135,8 +135,14 @@ class _ClientCore:
     def _create(self, key, secret):
         options = dict(self._options)
         if secret is not None:
-            options["jwt_secret"] = (secret if isinstance(secret, str)
-                                     else _secret_bytes(secret).decode("utf-8"))
+            if not isinstance(secret, str):
+                try:
+                    secret = _secret_bytes(secret).decode("utf-8")
+                except UnicodeDecodeError:
+                    secret = None  # raised below, so that no exception holds the secret
+                if secret is None:
+                    raise IAMError("secret: bytes that are not UTF-8 text")
+            options["jwt_secret"] = secret
         client = _native.Client(**options)
         self._clients[key] = client
         return client
@@ -152,15 +158,16 @@ class _ClientCore:
                                    "to get_user(), or set IAM_JWT_SECRET")
                 return self._default
             key = _digest(secret)
-            if self._default_key is None and self._default is None:
-                self._default_key = key  # no secret at all: this one becomes the key
             client = self._clients.get(key)
             if client is None:
+                adopt = self._default_key is None and self._default is None  # no key at all
                 others = sum(1 for k in self._clients if k not in (None, self._default_key))
-                if key != self._default_key and others >= self._max_secret_clients:
+                if not adopt and key != self._default_key and others >= self._max_secret_clients:
                     raise IAMError(f"more than {self._max_secret_clients} distinct per-call "
                                    "secrets: configure the client with its secret instead")
                 client = self._create(key, secret)
+                if adopt:
+                    self._default_key = key  # only once a C client accepted it
             if key == self._default_key and self._default is None:
                 self._default = client
             self._last = (secret, client)

@@ -68,6 +68,20 @@ def test_a_keyless_client_still_checks_its_other_settings_at_construction(monkey
         AsyncIAMClient("http://auth-service:8001")
 
 
+async def test_a_refused_first_secret_is_not_adopted():
+    c = AsyncIAMClient("http://auth-service:8001")
+    try:
+        with pytest.raises(IAMError):
+            await c.get_user(mint(), "too-short")
+        assert (await c.get_user(mint(sub="7"), SECRET_A)).user_id == "7"
+        assert (await c.get_user(mint(sub="8"))).user_id == "8"  # A became the key
+        with pytest.raises(IAMError, match="UTF-8") as e:
+            await c.get_user(mint(), b"\xff" * 40)
+        assert e.value.__context__ is None
+    finally:
+        c.close()
+
+
 async def test_the_secret_may_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("IAM_JWT_SECRET", SECRET_B)
     c = AsyncIAMClient("http://auth-service:8001")
