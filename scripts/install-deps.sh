@@ -15,6 +15,8 @@ packages=(
   redis-server                                # real Redis for integration tests
   python3 python3-dev python3-pytest python3-pytest-asyncio
   python3-jwt python3-cryptography python3-redis  # the independent test auth service, Python bench peer
+  python3-venv python3-pip python3-setuptools python3-wheel  # `pip install ./python` into a venv, offline
+  python3-dbg                                 # the Python package's reference-leak test (debug CPython)
 )
 
 missing=()
