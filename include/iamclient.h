@@ -516,9 +516,11 @@ IAM_EXTERN size_t iam_client_invalidate_user(iam_client *c, const char *user_id)
 IAM_EXTERN size_t iam_client_revoke_jti(iam_client *c, const char *jti);
 IAM_EXTERN size_t iam_client_invalidate_all(iam_client *c);
 /* With the Redis tier, each invalidation above is also published on policy:invalidate for
- * the other nodes ({"user_id": …}, {"jti": …}, {"all": true}; a token is published by its
- * jti, never itself), and iam_client_revoke_jti also writes the platform's blacklist key
- * for revocation_ttl_s. Publishing is asynchronous and best effort. */
+ * the other nodes ({"user_id": …}, {"jti": …}, {"all": true}, each with an "origin" id so
+ * the publisher skips its own echo; a token is published by its jti, never itself),
+ * iam_client_revoke_jti also writes the platform's blacklist key for revocation_ttl_s, and
+ * the shared records concerned are deleted (a token's; a user's, through a per-user index).
+ * Publishing and deleting are asynchronous and best effort. */
 
 /**
  * Revokes a token everywhere (blocking, bounded by redis_timeout_ms): marks its jti here,

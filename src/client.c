@@ -74,6 +74,7 @@ struct iam_client {
     _Atomic bool deaf;          /* invalidations cannot be heard: answers cached <= stale_ms */
     void (*on_invalidation)(void *, const iam_invalidation *);
     void *invalidation_arg;
+    char origin[17];            /* marks this client's publishes: its own echo is skipped */
     _Atomic uint64_t redis_hits, redis_misses, redis_bad, redis_revoked, redis_writes, inv_heard,
         inv_malformed;
 };
@@ -631,12 +632,15 @@ static bool json_quote(char *out, size_t cap, size_t *at, const char *s)
     return true;
 }
 
-/* {"user_id": …, "jti": …} or {"all": true}, formatted like the platform's messages. */
-static bool invalidation_message(char *out, size_t cap, const char *user_id, const char *jti, bool all)
+/* {"user_id": …, "jti": …, "origin": …} or {"all": true, "origin": …}, formatted like the
+ * platform's messages. origin lets the publisher skip its own echo (it applied the
+ * invalidation already; hearing it again later would evict answers resolved since). */
+static bool invalidation_message(char *out, size_t cap, const char *origin, const char *user_id,
+                                 const char *jti, bool all)
 {
     size_t at = 0;
     if (all)
-        return snprintf(out, cap, "{\"all\": true}") < (int)cap;
+        return snprintf(out, cap, "{\"all\": true, \"origin\": \"%s\"}", origin) < (int)cap;
     at = (size_t)snprintf(out, cap, "{");
     if (user_id) {
         at += (size_t)snprintf(out + at, cap - at, "\"user_id\": ");
@@ -648,7 +652,7 @@ static bool invalidation_message(char *out, size_t cap, const char *user_id, con
         if (!json_quote(out, cap, &at, jti))
             return false;
     }
-    return snprintf(out + at, cap - at, "}") == 1;
+    return at + 32 < cap && snprintf(out + at, cap - at, ", \"origin\": \"%s\"}", origin) > 0;
 }
 
 /* Adds one command to a batch from NUL-terminated arguments. */
@@ -673,7 +677,7 @@ static void fire_and_forget(iam_client *c, int argc, const char *const *argv)
 static void publish(iam_client *c, const char *user_id, const char *jti, bool all)
 {
     char msg[2 * (6 * IAM_MAX_KID_BYTES + 32)];
-    if (!c->redis || !invalidation_message(msg, sizeof msg, user_id, jti, all))
+    if (!c->redis || !invalidation_message(msg, sizeof msg, c->origin, user_id, jti, all))
         return;
     redis_batch *b = redis_batch_new(NULL, NULL);
     const char *argv[] = {"PUBLISH", IAM_REDIS_CHANNEL, msg};
@@ -683,11 +687,51 @@ static void publish(iam_client *c, const char *user_id, const char *jti, bool al
         redis_batch_free(b);
 }
 
+/* Deletes a user's shared records through the user's index, in one server-side step
+ * (standalone Redis; best effort, nobody waits). Only record keys are ever deleted, whatever
+ * else someone wrote into the index. */
+static const char DELETE_USER_RECORDS[] =
+    "local n = 0 "
+    "for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do "
+    "if string.sub(k, 1, string.len(ARGV[1])) == ARGV[1] then n = n + redis.call('DEL', k) end "
+    "end "
+    "redis.call('DEL', KEYS[1]) "
+    "return n";
+
+static void delete_user_records(iam_client *c, const char *user_id)
+{
+    if (!c->redis || !user_id || !*user_id)
+        return;
+    char ukey[RECORD_USER_KEY_LEN + 1];
+    record_user_key(&c->rk, user_id, ukey);
+    const char *argv[] = {"EVAL", DELETE_USER_RECORDS, "1", ukey, RECORD_KEY_PREFIX};
+    size_t lens[5];
+    for (int i = 0; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    redis_batch *b = redis_batch_new(NULL, NULL);
+    if (b && redis_batch_add(b, 5, argv, lens))
+        redis_submit(c->redis, b);
+    else
+        redis_batch_free(b);
+}
+
+/* Deletes a token's shared record in the client's own context (best effort). */
+static void delete_token_record(iam_client *c, const char *token, size_t len)
+{
+    if (!c->redis || len > IAM_MAX_TOKEN_BYTES)
+        return;
+    char key[RECORD_KEY_LEN + 1];
+    record_key(&c->rk, &c->rctx, token, len, key);
+    const char *argv[] = {"DEL", key};
+    fire_and_forget(c, 2, argv);
+}
+
 size_t iam_client_invalidate_token(iam_client *c, const char *token, size_t len)
 {
     if (!c || !token)
         return 0;
     size_t n = invalidate_token_local(c, token, len);
+    delete_token_record(c, token, len);
     if (c->redis) { /* published by jti: a token never travels through Redis */
         token_peek pk;
         if (token_peek_claims(token, len, &pk, NULL) == IAM_OK && (pk.jti[0] || pk.sub[0]))
@@ -701,6 +745,7 @@ size_t iam_client_invalidate_user(iam_client *c, const char *user_id)
     if (!c || !user_id)
         return 0;
     size_t n = invalidate_user_local(c, user_id);
+    delete_user_records(c, user_id);
     publish(c, user_id, NULL, false);
     return n;
 }
@@ -765,8 +810,13 @@ static void on_redis_message(void *arg, const char *msg, size_t len)
               json_parse(&d, msg, len, &MESSAGE_LIMITS, NULL, 0, NULL, 0, "message", NULL) == IAM_OK;
     char user_id[IAM_MAX_KID_BYTES + 1] = "", jti[IAM_MAX_KID_BYTES + 1] = "";
     if (ok) {
-        size_t u = 0, j = 0, t = 0, a = 0;
+        size_t u = 0, j = 0, t = 0, a = 0, o = 0;
         if (d.nodes[0].type == JSON_OBJECT) {
+            o = json_get(&d, 0, "origin");
+            if (o && json_str_eq(&d, o, c->origin)) { /* our own: applied when published */
+                json_doc_free(&d);
+                return;
+            }
             u = json_get(&d, 0, "user_id");
             j = json_get(&d, 0, "jti");
             t = json_get(&d, 0, "token");
@@ -824,6 +874,8 @@ static void on_redis_message(void *arg, const char *msg, size_t len)
     atomic_fetch_add(&c->inv_heard, 1);
     if (user_id[0]) {
         invalidate_user_local(c, user_id);
+        delete_user_records(c, user_id); /* every hearer: idempotent, and the platform's own
+                                            publishes would otherwise leave them */
         m.user_id = user_id;
     }
     if (jti[0]) {
@@ -879,6 +931,11 @@ static iam_status redis_setup(iam_client *c, const iam_client_options *o, const 
     c->fail_open = o->revocation_fail_open;
     c->on_invalidation = o->on_invalidation;
     c->invalidation_arg = o->invalidation_arg;
+    unsigned char r[8];
+    if (RAND_bytes(r, sizeof r) != 1)
+        return iam_fail(err, IAM_E_INTERNAL, "no randomness for the client's origin id");
+    for (int i = 0; i < 8; i++)
+        snprintf(c->origin + 2 * i, 3, "%02x", r[i]);
     atomic_store(&c->deaf, true); /* until the subscription is confirmed */
     redis_events ev = {on_redis_message, on_redis_subscription, c};
     if (redis_tier_start(c->loop, u, o->redis_timeout_ms ? o->redis_timeout_ms : IAM_DEFAULT_REDIS_TIMEOUT_MS,
@@ -967,7 +1024,7 @@ iam_status iam_client_revoke_token(iam_client *c, const char *token, size_t len,
     const char *del[] = {"DEL", key};
     bool ok = b && blacklist_batch(c, b, pk.jti, pk.exp ? pk.exp - now / 1000 : c->revocation_ttl_ms / 1000) &&
               batch_cmd(b, 2, del) &&
-              invalidation_message(msg, sizeof msg, pk.sub[0] ? pk.sub : NULL, pk.jti, false);
+              invalidation_message(msg, sizeof msg, c->origin, pk.sub[0] ? pk.sub : NULL, pk.jti, false);
     const char *pub[] = {"PUBLISH", IAM_REDIS_CHANNEL, msg};
     ok = ok && batch_cmd(b, 3, pub);
     if (!ok) {
@@ -1267,7 +1324,17 @@ static void store_record(iam_client *c, const record_ctx *rctx, const char *key,
     const char *argv[] = {"SET", key, value, "PX", ttl};
     size_t lens[] = {3, strlen(key), n, 2, strlen(ttl)};
     redis_batch *b = redis_batch_new(NULL, NULL);
-    if (b && redis_batch_add(b, 5, argv, lens)) {
+    bool ok = b && redis_batch_add(b, 5, argv, lens);
+    if (ok && iam_user_id(u)) {
+        /* the user's index lives as long as the longest record it can name */
+        char ukey[RECORD_USER_KEY_LEN + 1], uttl[24];
+        record_user_key(&c->rk, iam_user_id(u), ukey);
+        snprintf(uttl, sizeof uttl, "%lld", (long long)c->ttl_ms);
+        const char *sadd[] = {"SADD", ukey, key};
+        const char *pexp[] = {"PEXPIRE", ukey, uttl};
+        ok = batch_cmd(b, 3, sadd) && batch_cmd(b, 3, pexp);
+    }
+    if (ok) {
         redis_submit(c->redis, b);
         atomic_fetch_add(&c->redis_writes, 1);
     } else {
@@ -1338,7 +1405,8 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
         } else {
             atomic_fetch_add(&c->redis_misses, 1);
         }
-    } else if (st == IAM_OK) {
+    } else if (st == IAM_OK && !invalidated_since(c, p->epoch0, p->flight.hash, user)) {
+        /* (an invalidation heard meanwhile may have deleted the user's records: not re-filled) */
         store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
     }
     l1_waiter *w = finish_resolution(c, &p->flight, p->epoch0, now, cap, &st, &user, &err);
@@ -1482,7 +1550,7 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
             iam_user_release(*user);
         *user = NULL;
         *st = iam_fail(err, IAM_E_UNAVAILABLE, "out of memory for a Redis request");
-    } else if (c->redis && *st == IAM_OK) {
+    } else if (c->redis && *st == IAM_OK && !invalidated_since(c, epoch0, hash, *user)) {
         /* no jti, nothing to check: verified here, shared for the others */
         char key[RECORD_KEY_LEN + 1];
         record_ctx rctx_req;

@@ -92,13 +92,13 @@ class _ClientCore:
                  jwks_file=None, pem_file=None, audience=None, issuer=None, mode=None,
                  leeway=None, cache_max_entries=None, cache_max_bytes=None, cache_ttl=None,
                  negative_ttl=None, revocation_ttl=None, cache_disabled=None,
-                 cache_secret=None, timeout=None, max_secret_clients=MAX_SECRET_CLIENTS):
-        for name, value in (("cache_secret", cache_secret), ("timeout", timeout)):
-            if value is not None:
-                # Accepted by name so the signature is stable, refused so that nobody
-                # believes a setting applies that this build cannot honour.
-                raise IAMError(f"{name}: libiamclient in this build has no such setting yet "
-                               "(it arrives with the Redis and auth-service tiers)")
+                 cache_secret=None, timeout=None, redis_stale=None, revocation_fail_open=None,
+                 max_secret_clients=MAX_SECRET_CLIENTS):
+        if timeout is not None:
+            # seconds, like the old SDK's httpx timeout: the deadline of one network call
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+                raise IAMError("timeout: a positive number of seconds")
+            timeout = max(1, int(round(timeout * 1000)))
         if redis_url is None and _env("IAM_REDIS_URL") is None:
             redis_url = DEFAULT_REDIS_URL
         # Explicit settings; None leaves the IAM_* environment variable (or the C default).
@@ -109,6 +109,8 @@ class _ClientCore:
             "cache_max_entries": cache_max_entries, "cache_max_bytes": cache_max_bytes,
             "cache_ttl_s": cache_ttl, "negative_ttl_s": negative_ttl,
             "revocation_ttl_s": revocation_ttl, "cache_disabled": cache_disabled,
+            "cache_secret": cache_secret, "redis_timeout_ms": timeout,
+            "redis_stale_s": redis_stale, "revocation_fail_open": revocation_fail_open,
         }
         self._max_secret_clients = int(max_secret_clients)
         self._lock = threading.Lock()

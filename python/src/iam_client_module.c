@@ -613,6 +613,10 @@ static const struct {
     {"negative_ttl_s", O_INT, offsetof(iam_client_options, negative_ttl_s)},
     {"revocation_ttl_s", O_INT, offsetof(iam_client_options, revocation_ttl_s)},
     {"cache_disabled", O_BOOL, offsetof(iam_client_options, cache_disabled)},
+    {"cache_secret", O_STR, offsetof(iam_client_options, cache_secret)},
+    {"redis_timeout_ms", O_INT, offsetof(iam_client_options, redis_timeout_ms)},
+    {"redis_stale_s", O_INT, offsetof(iam_client_options, redis_stale_s)},
+    {"revocation_fail_open", O_BOOL, offsetof(iam_client_options, revocation_fail_open)},
 };
 
 static int set_option(iam_client_options *o, PyObject *key, PyObject *value)
@@ -1105,7 +1109,8 @@ static PyTypeObject ClientType = {
               "fields of iam_client_options (mode, jwt_secret, jwks_file, pem_file, audience,\n"
               "issuer, leeway_s, auth_url, jwks_url, redis_url, cache_max_entries,\n"
               "cache_max_bytes, cache_ttl_s, negative_ttl_s, revocation_ttl_s,\n"
-              "cache_disabled); from_env=True (the default) reads the IAM_* variables first.",
+              "cache_disabled, cache_secret, redis_timeout_ms, redis_stale_s,\n"
+              "revocation_fail_open); from_env=True (the default) reads the IAM_* variables first.",
     .tp_methods = client_methods,
     .tp_getset = client_getset,
     .tp_new = client_new,

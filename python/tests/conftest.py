@@ -52,10 +52,18 @@ def mint(secret=SECRET_A, algorithm="HS256", headers=None, **claim_overrides):
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
+def clean_env(monkeypatch, redis_server):
+    """No IAM_* variable from the outside, except IAM_REDIS_URL: every client in these
+    tests reaches the session's real redis-server through it (the package defaults to
+    redis://localhost:6379 like the old SDK, and the C client's Redis tier fails closed
+    when it cannot check a token's revocation)."""
     for name in list(os.environ):
         if name.startswith("IAM_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("IAM_REDIS_URL", redis_server[0])
+    # A generous Redis deadline: these tests are about the binding, on a machine that may be
+    # loaded; the deadline itself is tested in C (tests/test_redis.c) and in test_redis.py.
+    monkeypatch.setenv("IAM_REDIS_TIMEOUT_MS", "5000")
 
 
 @pytest.fixture
@@ -74,12 +82,22 @@ def sync_client():
 
 @pytest.fixture
 def no_leaks():
-    """Fails the test if UserContext objects holding a C reference outlive it."""
-    gc.collect()
-    before = _iam_client._live_users()
+    """Fails the test if UserContext objects holding a C reference outlive it. Answers of an
+    earlier test may still be on their way (completed from the client's I/O thread after
+    that test's loop moved on), so the count is taken once it has been stable a moment."""
+    def settled():
+        last = None
+        for _ in range(50):
+            gc.collect()
+            n = _iam_client._live_users()
+            if n == last:
+                return n
+            last = n
+            time.sleep(0.02)
+        return last
+    before = settled()
     yield
-    gc.collect()
-    assert _iam_client._live_users() == before
+    assert settled() == before
 
 
 def free_port():

@@ -1,4 +1,6 @@
 """Invalidation calls and statistics, through the C client's counters."""
+import asyncio
+
 from iam_client import AsyncIAMClient
 
 from conftest import SECRET_A, SECRET_B, mint
@@ -16,12 +18,19 @@ async def test_invalidate_user_evicts_every_token_of_that_user(client):
 
 
 async def test_invalidation_reaches_per_secret_clients(client):
+    # Each per-secret C client is a node of its own on policy:invalidate: the invalidations
+    # the others publish reach it a moment later (asynchronously) and evict again. Each step
+    # lets those echoes land before re-resolving, as a node would see them.
+    async def settle():
+        await asyncio.sleep(0.3)
     tb = mint(sub="5", secret=SECRET_B)
     assert await client.get_user(tb, SECRET_B) is not None
     assert client.invalidate_user("5") == 1
     assert client.get_cached_user(tb, SECRET_B) is None
+    await settle()
     assert await client.get_user(tb, SECRET_B) is not None
     assert client.evict_cache(tb) == 1
+    await settle()
     assert await client.get_user(tb, SECRET_B) is not None
     client.revoke_jti(client.get_cached_user(tb, SECRET_B).jti)
     assert await client.get_user(tb, SECRET_B) is None

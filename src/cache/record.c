@@ -95,6 +95,20 @@ void record_key(const record_keys *rk, const record_ctx *ctx, const char *token,
     hex(mac, 32, out + sizeof RECORD_KEY_PREFIX - 1);
 }
 
+void record_user_key(const record_keys *rk, const char *user_id, char out[RECORD_USER_KEY_LEN + 1])
+{
+    /* "user\n" keeps this domain apart from record keys (whose input starts "aud"). */
+    size_t n = strlen(user_id);
+    if (n > IAM_MAX_KID_BYTES)
+        n = IAM_MAX_KID_BYTES;
+    unsigned char buf[5 + IAM_MAX_KID_BYTES], mac[64];
+    memcpy(buf, "user\n", 5);
+    memcpy(buf + 5, user_id, n);
+    hmac_compute(rk->key_mac, HASH_SHA256, buf, 5 + n, mac);
+    memcpy(out, RECORD_USER_KEY_PREFIX, sizeof RECORD_USER_KEY_PREFIX - 1);
+    hex(mac, 32, out + sizeof RECORD_USER_KEY_PREFIX - 1);
+}
+
 /* MAC over key "\n" body, as 64 hex digits. */
 static bool body_mac(const record_keys *rk, const char *key, const char *body, size_t n, char out[65])
 {

@@ -41,6 +41,13 @@ void record_ctx_init(record_ctx *ctx, const record_keys *rk, const char *audienc
 void record_key(const record_keys *rk, const record_ctx *ctx, const char *token, size_t len,
                 char out[RECORD_KEY_LEN + 1]);
 
+#define RECORD_USER_KEY_PREFIX IAM_REDIS_KEY_PREFIX "user:"
+#define RECORD_USER_KEY_LEN (sizeof RECORD_USER_KEY_PREFIX - 1 + 64)
+
+/** The key of a user's index: the set of that user's record keys, so that invalidating a
+ *  user can delete them (NUL-terminated). The user id is hashed like a token. */
+void record_user_key(const record_keys *rk, const char *user_id, char out[RECORD_USER_KEY_LEN + 1]);
+
 /** Encodes a verified user's record under key. Caller frees. NULL on OOM or a claim set
  *  that cannot be normalised. */
 char *record_encode(const record_keys *rk, const record_ctx *ctx, const char *key, const iam_user *u,

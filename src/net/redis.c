@@ -31,7 +31,7 @@ struct redis_batch {
     void *arg;
     size_t n, received, outstanding;
     bool linked, completed, failed;
-    uint64_t deadline;
+    uint64_t sent_at, deadline;
     char *cmd[REDIS_MAX_BATCH];
     size_t cmd_len[REDIS_MAX_BATCH];
     redis_value vals[REDIS_MAX_BATCH];
@@ -53,6 +53,7 @@ struct redis_tier {
     /* command connection health: suspect after a timeout until a reply comes back */
     bool suspect;
     uint64_t suspect_since;
+    uint64_t last_reply_at; /* uv_now of the last reply on the command connection */
     bool probe_out;
     /* subscription */
     bool sub_live;
@@ -157,6 +158,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *privdata)
         b->failed = true; /* the connection went away */
     } else {
         t->suspect = false; /* the server answers */
+        t->last_reply_at = uv_now(t->uv);
         if (i < b->n && !b->completed)
             copy_reply(&b->vals[i], r);
         if (r->type == REDIS_REPLY_ERROR || (i < b->n && !b->completed && r->type != REDIS_REPLY_NIL &&
@@ -184,7 +186,8 @@ static void send_batch(void *arg)
         fail_now(b); /* at once: never queue behind a server that is not answering */
         return;
     }
-    b->deadline = uv_now(t->uv) + t->timeout_ms;
+    b->sent_at = uv_now(t->uv);
+    b->deadline = b->sent_at + t->timeout_ms;
     b->linked = true;
     b->prev = t->tail;
     if (t->tail)
@@ -406,7 +409,10 @@ static void housekeeping(uv_timer_t *timer)
         redis_batch *b = t->head;
         unlink_batch(t, b);
         atomic_fetch_add(&t->ctr.errors, 1);
-        if (!t->suspect) {
+        /* Suspect only a silent server: one that answered nothing since this batch went
+         * out. A busy one (replies still flowing, this batch just queued behind many)
+         * fails this batch alone. */
+        if (!t->suspect && t->last_reply_at <= b->sent_at) {
             t->suspect = true;
             t->suspect_since = now;
         }
@@ -500,6 +506,10 @@ static void stop_on_loop(void *arg)
         unlink_batch(t, b);
         complete(b, false);
     }
+    /* Write what was queued (fire-and-forget records, publishes) before closing: best
+     * effort, one non-blocking write; replies are not awaited. */
+    if (t->cmd.ac && t->cmd.connected)
+        redisAsyncHandleWrite(t->cmd.ac);
     redis_conn *conns[2] = {&t->cmd, &t->sub};
     for (int i = 0; i < 2; i++)
         if (conns[i]->ac) {
