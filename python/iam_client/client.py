@@ -99,8 +99,9 @@ class _ClientCore:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
                 raise IAMError("timeout: a positive number of seconds")
             timeout = max(1, int(round(timeout * 1000)))
-        if redis_url is None and _env("IAM_REDIS_URL") is None:
-            redis_url = DEFAULT_REDIS_URL
+        effective_mode = mode if mode is not None else _env("IAM_MODE")
+        if redis_url is None and _env("IAM_REDIS_URL") is None and effective_mode != "local-only":
+            redis_url = DEFAULT_REDIS_URL  # the old SDK's default (local-only uses no network)
         # Explicit settings; None leaves the IAM_* environment variable (or the C default).
         self._options = {
             "auth_url": base_url or None, "redis_url": redis_url, "jwks_url": jwks_url,
