@@ -77,7 +77,9 @@ async def test_the_loop_keeps_ticking_while_requests_wait(client, no_leaks):
     results = await asyncio.gather(*pending)
     elapsed = time.perf_counter() - started
     assert all(type(u) is UserContext and u.user_id == "2" for u in results)
-    assert ticker.ticks >= 10, (ticker.ticks, elapsed)  # the loop ran meanwhile
+    # The loop ran meanwhile. (A blocked loop would tick 0 times; no rate is asserted: on a
+    # loaded machine 1 ms sleeps can take tens of ms.)
+    assert ticker.ticks >= 2, (ticker.ticks, elapsed)
     # and plenty of local work does not starve it either
     before = ticker.ticks
     for i in range(20):
@@ -171,7 +173,7 @@ async def test_aclose_does_not_block_the_loop(no_leaks):
         pass  # __aexit__ awaits aclose(), which waits for fut's completion off the loop
     ticker.stop()
     await tick_task
-    assert ticker.ticks >= 10 and native.inflight == 0 and client.closed
+    assert ticker.ticks >= 2 and native.inflight == 0 and client.closed  # ticked: not blocked
     assert (await fut).user_id == "2"
     del fut
 
