@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #define CLAIM(name) {#name, sizeof #name - 1, offsetof(claim_index, name)}
@@ -18,53 +19,105 @@ static const struct {
 };
 #undef CLAIM
 
-/* Position in CLAIMS of the name (len, first byte, last byte), or -1. A claim set has ~17
- * members; this keeps locating them to a few compares each instead of a table scan. */
+/* a[0..len) == b[0..len) for 2 <= len <= 16, with two overlapping loads per side (no call,
+ * no byte outside either span). */
+static inline bool same_short(const char *a, const char *b, size_t len)
+{
+    if (len >= 8) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8), memcpy(&a1, a + len - 8, 8);
+        memcpy(&b0, b, 8), memcpy(&b1, b + len - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    if (len >= 4) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4), memcpy(&a1, a + len - 4, 4);
+        memcpy(&b0, b, 4), memcpy(&b1, b + len - 4, 4);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    uint16_t a0, a1, b0, b1;
+    memcpy(&a0, a, 2), memcpy(&a1, a + len - 2, 2);
+    memcpy(&b0, b, 2), memcpy(&b1, b + len - 2, 2);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
+/* Position in CLAIMS of the name, or -1. A claim set has ~17 members, so this is one
+ * table load and one whole-name compare: NAME_SLOTS is indexed by (len + 10 * last byte)
+ * mod 64, which is distinct for every name in CLAIMS (claims_names_hash_ok in the tests
+ * checks it through claims_pick). */
+static const struct {
+    char name[16]; /* padded: same_short reads whole words of it */
+    uint8_t len;
+    uint8_t slot1; /* position in CLAIMS + 1; 0 = empty */
+} NAME_SLOTS[64] = {
+    [1] = {"iss", 3, 4},
+    [3] = {"roles", 5, 8},
+    [4] = {"scopes", 6, 21},
+    [9] = {"permissions", 11, 9},
+    [11] = {"iat", 3, 19},
+    [23] = {"sub", 3, 1},
+    [25] = {"token_version", 13, 16},
+    [29] = {"jti", 3, 6},
+    [35] = {"exp", 3, 2},
+    [43] = {"aud", 3, 5},
+    [46] = {"org_id", 6, 10},
+    [47] = {"team_id", 7, 12},
+    [49] = {"client_id", 9, 20},
+    [50] = {"idp_org_id", 10, 15},
+    [51] = {"auth_method", 11, 14},
+    [52] = {"mfa_verified", 12, 17},
+    [54] = {"type", 4, 3},
+    [58] = {"org_role", 8, 11},
+    [59] = {"team_role", 9, 13},
+    [61] = {"email", 5, 7},
+    [63] = {"nbf", 3, 18},
+};
+
 static int claim_slot(const char *name, size_t len)
 {
     if (len < 3 || len > 13)
         return -1;
-    unsigned key = (unsigned)len << 16 | (unsigned)(unsigned char)name[0] << 8 |
-                   (unsigned char)name[len - 1];
-#define K(l, a, z) ((unsigned)(l) << 16 | (unsigned)(a) << 8 | (unsigned)(z))
-    int slot;
-    switch (key) {
-    case K(3, 's', 'b'): slot = 0; break;  /* sub */
-    case K(3, 'e', 'p'): slot = 1; break;  /* exp */
-    case K(4, 't', 'e'): slot = 2; break;  /* type */
-    case K(3, 'i', 's'): slot = 3; break;  /* iss */
-    case K(3, 'a', 'd'): slot = 4; break;  /* aud */
-    case K(3, 'j', 'i'): slot = 5; break;  /* jti */
-    case K(5, 'e', 'l'): slot = 6; break;  /* email */
-    case K(5, 'r', 's'): slot = 7; break;  /* roles */
-    case K(11, 'p', 's'): slot = 8; break; /* permissions */
-    case K(6, 'o', 'd'): slot = 9; break;  /* org_id */
-    case K(8, 'o', 'e'): slot = 10; break; /* org_role */
-    case K(7, 't', 'd'): slot = 11; break; /* team_id */
-    case K(9, 't', 'e'): slot = 12; break; /* team_role */
-    case K(11, 'a', 'd'): slot = 13; break; /* auth_method */
-    case K(10, 'i', 'd'): slot = 14; break; /* idp_org_id */
-    case K(13, 't', 'n'): slot = 15; break; /* token_version */
-    case K(12, 'm', 'd'): slot = 16; break; /* mfa_verified */
-    case K(3, 'n', 'f'): slot = 17; break;  /* nbf */
-    case K(3, 'i', 't'): slot = 18; break;  /* iat */
-    case K(9, 'c', 'd'): slot = 19; break;  /* client_id */
-    case K(6, 's', 's'): slot = 20; break;  /* scopes */
-    default: return -1;
-    }
-#undef K
-    return memcmp(name, CLAIMS[slot].name, len) == 0 ? slot : -1;
+    unsigned h = (unsigned)(len + 10u * (unsigned char)name[len - 1]) & 63u;
+    if (NAME_SLOTS[h].len != len || !same_short(name, NAME_SLOTS[h].name, len))
+        return -1;
+    return NAME_SLOTS[h].slot1 - 1;
 }
 
+/* The reference lookup (json_parse + claims_index is what claims_parse is tested against):
+ * a plain scan of CLAIMS, deliberately independent of claim_slot's table. */
 void claims_index(const json_doc *d, claim_index *ix)
 {
     memset(ix, 0, sizeof *ix);
     for (size_t k = 1, m = 0; m < d->nodes[0].len; m++, k = d->nodes[k + 1].next) {
         const json_node *key = &d->nodes[k];
-        int slot = claim_slot(key->str, key->len);
-        if (slot >= 0)
-            *(size_t *)(void *)((char *)ix + CLAIMS[slot].offset) = k + 1;
+        for (size_t c = 0; c < sizeof CLAIMS / sizeof CLAIMS[0]; c++)
+            if (json_span_eq(key->str, key->len, CLAIMS[c].name, CLAIMS[c].len))
+                *(size_t *)(void *)((char *)ix + CLAIMS[c].offset) = k + 1;
     }
+}
+
+#define NCLAIMS (sizeof CLAIMS / sizeof CLAIMS[0])
+_Static_assert(sizeof(claim_index) == NCLAIMS * sizeof(size_t), "CLAIMS lists every claim_index field");
+
+static int pick_claim(const char *name, size_t len) { return claim_slot(name, len); }
+
+iam_status claims_parse(json_doc *doc, claim_index *ix, const char *text, size_t len,
+                        json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
+                        iam_error *err)
+{
+    static const json_limits limits = {IAM_MAX_JSON_DEPTH, IAM_MAX_JSON_MEMBERS};
+    size_t picked[NCLAIMS];
+    iam_status st = json_parse_picked(doc, text, len, &limits, pick_claim, picked, NCLAIMS, node_buf,
+                                      node_cap, scratch_buf, scratch_cap, "claims", err);
+    if (st != IAM_OK)
+        return st;
+    if (doc->nodes[0].type != JSON_OBJECT) {
+        json_doc_free(doc);
+        return iam_fail(err, IAM_E_MALFORMED, "claims are not a JSON object");
+    }
+    for (size_t k = 0; k < NCLAIMS; k++)
+        *(size_t *)(void *)((char *)ix + CLAIMS[k].offset) = picked[k];
+    return IAM_OK;
 }
 
 /* A NumericDate: a JSON number (integer or not), finite, within [0, IAM_MAX_NUMERIC_DATE].
