@@ -3,7 +3,6 @@
 
 #include <math.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 
 #define CLAIM(name) {#name, sizeof #name - 1, offsetof(claim_index, name)}
@@ -19,37 +18,10 @@ static const struct {
 };
 #undef CLAIM
 
-/* a[0..len) == b[0..len) for 2 <= len <= 16, with two overlapping loads per side (no call,
- * no byte outside either span). */
-static inline bool same_short(const char *a, const char *b, size_t len)
-{
-    if (len >= 8) {
-        uint64_t a0, a1, b0, b1;
-        memcpy(&a0, a, 8), memcpy(&a1, a + len - 8, 8);
-        memcpy(&b0, b, 8), memcpy(&b1, b + len - 8, 8);
-        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
-    if (len >= 4) {
-        uint32_t a0, a1, b0, b1;
-        memcpy(&a0, a, 4), memcpy(&a1, a + len - 4, 4);
-        memcpy(&b0, b, 4), memcpy(&b1, b + len - 4, 4);
-        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
-    uint16_t a0, a1, b0, b1;
-    memcpy(&a0, a, 2), memcpy(&a1, a + len - 2, 2);
-    memcpy(&b0, b, 2), memcpy(&b1, b + len - 2, 2);
-    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-}
-
-/* Position in CLAIMS of the name, or -1. A claim set has ~17 members, so this is one
- * table load and one whole-name compare: NAME_SLOTS is indexed by (len + 10 * last byte)
- * mod 64, which is distinct for every name in CLAIMS (claims_names_hash_ok in the tests
- * checks it through claims_pick). */
-static const struct {
-    char name[16]; /* padded: same_short reads whole words of it */
-    uint8_t len;
-    uint8_t slot1; /* position in CLAIMS + 1; 0 = empty */
-} NAME_SLOTS[64] = {
+/* The claims above as json_parse_picked's name table: each name at JSON_PICK_HASH of
+ * itself, slot1 = its position in CLAIMS + 1. The hash is distinct for every name here;
+ * test_claims_diff checks that each is found (and near misses are not). */
+static const json_pick_entry CLAIM_NAMES[64] = {
     [1] = {"iss", 3, 4},
     [3] = {"roles", 5, 8},
     [4] = {"scopes", 6, 21},
@@ -73,18 +45,6 @@ static const struct {
     [63] = {"nbf", 3, 18},
 };
 
-static int claim_slot(const char *name, size_t len)
-{
-    if (len < 3 || len > 13)
-        return -1;
-    unsigned h = (unsigned)(len + 10u * (unsigned char)name[len - 1]) & 63u;
-    if (NAME_SLOTS[h].len != len || !same_short(name, NAME_SLOTS[h].name, len))
-        return -1;
-    return NAME_SLOTS[h].slot1 - 1;
-}
-
-/* The reference lookup (json_parse + claims_index is what claims_parse is tested against):
- * a plain scan of CLAIMS, deliberately independent of claim_slot's table. */
 void claims_index(const json_doc *d, claim_index *ix)
 {
     memset(ix, 0, sizeof *ix);
@@ -99,15 +59,13 @@ void claims_index(const json_doc *d, claim_index *ix)
 #define NCLAIMS (sizeof CLAIMS / sizeof CLAIMS[0])
 _Static_assert(sizeof(claim_index) == NCLAIMS * sizeof(size_t), "CLAIMS lists every claim_index field");
 
-static int pick_claim(const char *name, size_t len) { return claim_slot(name, len); }
-
 iam_status claims_parse(json_doc *doc, claim_index *ix, const char *text, size_t len,
                         json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
                         iam_error *err)
 {
     static const json_limits limits = {IAM_MAX_JSON_DEPTH, IAM_MAX_JSON_MEMBERS};
     size_t picked[NCLAIMS];
-    iam_status st = json_parse_picked(doc, text, len, &limits, pick_claim, picked, NCLAIMS, node_buf,
+    iam_status st = json_parse_picked(doc, text, len, &limits, CLAIM_NAMES, picked, NCLAIMS, node_buf,
                                       node_cap, scratch_buf, scratch_cap, "claims", err);
     if (st != IAM_OK)
         return st;

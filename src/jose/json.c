@@ -629,30 +629,70 @@ static inline size_t digits_at(const unsigned char *s, size_t pos, size_t n)
     return pos;
 }
 
+/* a[0..len) == b[0..len) for 2 <= len <= 16, with two overlapping loads per side (no call,
+ * no byte outside either span). */
+static inline bool same_short(const char *a, const char *b, size_t len)
+{
+    if (len >= 8) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8), memcpy(&a1, a + len - 8, 8);
+        memcpy(&b0, b, 8), memcpy(&b1, b + len - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    if (len >= 4) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4), memcpy(&a1, a + len - 4, 4);
+        memcpy(&b0, b, 4), memcpy(&b1, b + len - 4, 4);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    uint16_t a0, a1, b0, b1;
+    memcpy(&a0, a, 2), memcpy(&a1, a + len - 2, 2);
+    memcpy(&b0, b, 2), memcpy(&b1, b + len - 2, 2);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
+/* The slot of a name in a json_pick_entry table, or -1. */
+static inline int pick_slot(const json_pick_entry *names, const char *name, size_t len)
+{
+    if (len < 3 || len > 16)
+        return -1;
+    const json_pick_entry *e = &names[JSON_PICK_HASH(len, name[len - 1])];
+    if (e->len != len || !same_short(name, e->name, len))
+        return -1;
+    return e->slot1 - 1;
+}
+
 /*
  * The root object of json_parse_picked: parse_container(p, 1, true) and parse_value(p, 1)
  * member for member, with the same checks in the same order and the same messages, except
- * that a member name gets no node, a value is kept only when pick() selects its name,
- * scalar values are parsed in this loop (on a local position), and duplicates are found
+ * that a member name gets no node, a value is kept only when its name is in the table,
+ * scalar values and arrays of plain strings are parsed in this loop (on local copies of the
+ * position and counts, synced with the parser before any call), and duplicates are found
  * through the picked slots (a bit each) plus names_repeat over the other names. The
  * duplicate verdict waits for the closing brace, as in parse_container, so an error later
- * in the text is reported first by both parsers alike. p->phantom counts the nodes that
- * json_parse would hold beyond ours (member names, values not kept), so the capacity check
- * fails exactly where json_parse's would.
+ * in the text is reported first by both parsers alike.
+ *
+ * `used` is the number of nodes json_parse would hold at the same point (member names and
+ * dropped values included; p->phantom = used - kept while synced), so the capacity check
+ * fails exactly where json_parse's would. Anything unusual inside an array (another type,
+ * an escape, non-ASCII, a limit, a full node array) rewinds to the array's first byte and
+ * parses it with parse_container, which then decides exactly as json_parse.
  */
-static iam_status parse_root_picked(parser *p, int (*pick)(const char *name, size_t len),
-                                    size_t *picked)
+static iam_status parse_root_picked(parser *p, const json_pick_entry *names, size_t *picked)
 {
     if (1 > p->lim->max_depth)
         return iam_fail(p->err, IAM_E_TOO_LARGE, "%s nests deeper than %u levels", p->what,
                         p->lim->max_depth);
     json_doc *d = p->doc;
+    json_node *nodes = d->nodes;
     const unsigned char *s = p->s;
     const size_t n = p->len, cap = d->cap;
     const unsigned max_members = p->lim->max_members;
+    const bool arrays_inline = p->lim->max_depth >= 2;
     size_t root = new_node(p, JSON_OBJECT);
     if (p->full)
         return IAM_E_INTERNAL;
+    size_t kept = d->count, used = kept + p->phantom;
     uint64_t seen = 0;
     bool repeated = false;
     name_span others[IAM_MAX_JSON_MEMBERS];
@@ -660,11 +700,12 @@ static iam_status parse_root_picked(parser *p, int (*pick)(const char *name, siz
     uint32_t count = 0;
     iam_status st;
     size_t pos = ws_at(s, p->pos + 1, n); /* after the opening brace */
-#define FAIL_AT(why) return (p->pos = pos, bad(p, why))
+#define SYNC() (d->count = kept, p->phantom = used - kept, p->pos = pos)
+#define FAIL_AT(why) return (SYNC(), bad(p, why))
 #define FULL_UNLESS_ROOM()                                                                   \
     do {                                                                                     \
-        if (IAM_UNLIKELY(d->count + p->phantom >= cap)) {                                    \
-            p->pos = pos;                                                                    \
+        if (IAM_UNLIKELY(used >= cap)) {                                                     \
+            SYNC();                                                                          \
             p->full = true;                                                                  \
             return IAM_E_INTERNAL;                                                           \
         }                                                                                    \
@@ -674,55 +715,144 @@ static iam_status parse_root_picked(parser *p, int (*pick)(const char *name, siz
     } else {
         for (;;) {
             if (IAM_UNLIKELY(++count > max_members)) {
-                p->pos = pos;
+                SYNC();
                 return iam_fail(p->err, IAM_E_TOO_LARGE, "%s has a container with more than %u members",
                                 p->what, max_members);
             }
-            pos = ws_at(s, pos, n);
-            if (IAM_UNLIKELY(pos >= n || s[pos] != '"'))
-                FAIL_AT("expected a member name");
+            /* Tokens' JSON is compact: each separator is tested where it should be first,
+             * and whitespace skipped only when it is not there. */
+            if (IAM_UNLIKELY(pos >= n || s[pos] != '"')) {
+                pos = ws_at(s, pos, n);
+                if (pos >= n || s[pos] != '"')
+                    FAIL_AT("expected a member name");
+            }
             FULL_UNLESS_ROOM(); /* json_parse's node for the name */
-            p->phantom++;
+            used++;
             const char *name;
             uint32_t name_len;
-            p->pos = pos;
-            if (IAM_UNLIKELY((st = parse_string_span(p, &name, &name_len)) != IAM_OK))
-                return st;
-            pos = ws_at(s, p->pos, n);
-            if (IAM_UNLIKELY(pos >= n || s[pos] != ':'))
-                FAIL_AT("expected ':'");
+            size_t q = scan_plain(s, pos + 1, n);
+            if (IAM_LIKELY(q < n && s[q] == '"')) {
+                name = (const char *)s + pos + 1;
+                name_len = (uint32_t)(q - pos - 1);
+                pos = q + 1;
+            } else {
+                SYNC();
+                if ((st = parse_string_span(p, &name, &name_len)) != IAM_OK)
+                    return st;
+                pos = p->pos;
+            }
+            if (IAM_UNLIKELY(pos >= n || s[pos] != ':')) {
+                pos = ws_at(s, pos, n);
+                if (pos >= n || s[pos] != ':')
+                    FAIL_AT("expected ':'");
+            }
             pos = ws_at(s, pos + 1, n);
             if (IAM_UNLIKELY(pos >= n))
                 FAIL_AT("expected a value");
-            int k = pick(name, name_len);
-            size_t value = d->count;
+            int k = pick_slot(names, name, name_len);
+            size_t value = kept;
             unsigned char c = s[pos];
-            if (c == '{' || c == '[') {
-                p->pos = pos;
-                if ((st = parse_container(p, 2, c == '{')) != IAM_OK)
-                    return st;
-                pos = p->pos;
-            } else {
-                /* A scalar: one node (json_parse's, or ours when kept). */
-                json_type type;
-                const char *str = NULL;
-                uint32_t len = 0;
+            if (c == '"') {
+                FULL_UNLESS_ROOM();
+                const char *str;
+                uint32_t len;
                 size_t raw = pos;
-                if (c == '"') {
-                    FULL_UNLESS_ROOM();
-                    type = JSON_STRING;
-                    p->pos = pos;
+                q = scan_plain(s, pos + 1, n);
+                if (IAM_LIKELY(q < n && s[q] == '"')) {
+                    str = (const char *)s + pos + 1;
+                    len = (uint32_t)(q - pos - 1);
+                    pos = q + 1;
+                } else {
+                    SYNC();
                     if ((st = parse_string_span(p, &str, &len)) != IAM_OK)
                         return st;
                     pos = p->pos;
-                } else if (c == 't' || c == 'f' || c == 'n') {
+                }
+                used++;
+                if (k >= 0) {
+                    json_node *v = &nodes[kept++];
+                    v->type = JSON_STRING;
+                    v->raw = (uint32_t)raw;
+                    v->str = str;
+                    v->len = len;
+                    v->next = (uint32_t)kept;
+                }
+            } else if (c == '{' || c == '[') {
+                bool done = false;
+                if (c == '[' && k >= 0 && arrays_inline && used < cap) {
+                    /* An array of plain strings (roles, permissions, aud) in this loop. */
+                    size_t start = pos, arr = kept++;
+                    uint32_t elems = 0;
+                    used++;
+                    pos = ws_at(s, pos + 1, n);
+                    if (pos < n && s[pos] == ']') {
+                        pos++;
+                        done = true;
+                    } else {
+                        for (;;) {
+                            if (++elems > max_members)
+                                break;
+                            pos = ws_at(s, pos, n);
+                            if (pos >= n || s[pos] != '"' || used >= cap)
+                                break;
+                            q = scan_plain(s, pos + 1, n);
+                            if (q >= n || s[q] != '"')
+                                break;
+                            json_node *v = &nodes[kept++];
+                            v->type = JSON_STRING;
+                            v->raw = (uint32_t)pos;
+                            v->str = (const char *)s + pos + 1;
+                            v->len = (uint32_t)(q - pos - 1);
+                            v->next = (uint32_t)kept;
+                            used++;
+                            pos = ws_at(s, q + 1, n);
+                            if (pos >= n)
+                                break;
+                            unsigned char sep = s[pos++];
+                            if (sep == ']') {
+                                done = true;
+                                break;
+                            }
+                            if (sep != ',')
+                                break;
+                        }
+                    }
+                    if (done) {
+                        nodes[arr].type = JSON_ARRAY;
+                        nodes[arr].raw = (uint32_t)start;
+                        nodes[arr].str = NULL;
+                        nodes[arr].len = elems;
+                        nodes[arr].next = (uint32_t)kept;
+                    } else { /* rewind: the general parser decides */
+                        pos = start;
+                        used -= kept - value;
+                        kept = value;
+                    }
+                }
+                if (!done) {
+                    SYNC();
+                    if ((st = parse_container(p, 2, c == '{')) != IAM_OK)
+                        return st;
+                    pos = p->pos;
+                    used += d->count - kept;
+                    kept = d->count;
+                }
+            } else {
+                /* A literal or a number: one node (json_parse's, or ours when kept). */
+                json_type type;
+                size_t raw = pos;
+                if (c == 't' || c == 'f' || c == 'n') {
                     static const char WORDS[3][5] = {"true", "false", "null"};
                     static const json_type TYPES[3] = {JSON_TRUE, JSON_FALSE, JSON_NULL};
                     int w = c == 't' ? 0 : c == 'f' ? 1 : 2;
                     size_t wlen = w == 1 ? 5 : 4;
-                    if (n - pos < wlen || memcmp(s + pos, WORDS[w], wlen) != 0) {
+                    uint32_t head = 0, want;
+                    memcpy(&want, WORDS[w] + wlen - 4, 4);
+                    if (n - pos >= wlen)
+                        memcpy(&head, s + pos + wlen - 4, 4);
+                    if (n - pos < wlen || head != want || s[pos] != (unsigned char)c) {
                         /* json_parse makes the node first: a full array wins the message */
-                        p->full = d->count + p->phantom >= cap;
+                        p->full = used >= cap;
                         FAIL_AT("bad literal");
                     }
                     FULL_UNLESS_ROOM();
@@ -756,18 +886,15 @@ static iam_status parse_root_picked(parser *p, int (*pick)(const char *name, siz
                         if ((pos = digits_at(s, pos, n)) == dg)
                             FAIL_AT("bad number");
                     }
-                    str = (const char *)s + raw;
-                    len = (uint32_t)(pos - raw);
                 }
+                used++;
                 if (k >= 0) {
-                    json_node *v = &d->nodes[d->count++];
+                    json_node *v = &nodes[kept++];
                     v->type = (uint8_t)type;
                     v->raw = (uint32_t)raw;
-                    v->str = str;
-                    v->len = len;
-                    v->next = (uint32_t)d->count;
-                } else {
-                    p->phantom++;
+                    v->str = type == JSON_NUMBER ? (const char *)s + raw : NULL;
+                    v->len = type == JSON_NUMBER ? (uint32_t)(pos - raw) : 0;
+                    v->next = (uint32_t)kept;
                 }
             }
             if (k >= 0) {
@@ -776,37 +903,40 @@ static iam_status parse_root_picked(parser *p, int (*pick)(const char *name, siz
                 seen |= bit;
                 picked[k] = value;
             } else {
-                p->phantom += d->count - value;
-                d->count = value; /* the value was checked; its nodes are not kept */
+                kept = value; /* the value was checked; its nodes are not kept */
                 others[nothers].str = name;
                 others[nothers].len = name_len;
                 nothers++;
             }
-            pos = ws_at(s, pos, n);
-            if (IAM_UNLIKELY(pos >= n))
-                FAIL_AT("unterminated container");
+            if (IAM_UNLIKELY(pos >= n || s[pos] <= ' ')) {
+                pos = ws_at(s, pos, n);
+                if (pos >= n)
+                    FAIL_AT("unterminated container");
+            }
             c = s[pos++];
+            if (c == ',')
+                continue;
             if (c == '}')
                 break;
             if (IAM_UNLIKELY(c != ','))
                 FAIL_AT("expected ',' or '}'");
         }
     }
+    SYNC();
+#undef SYNC
 #undef FAIL_AT
 #undef FULL_UNLESS_ROOM
-    p->pos = pos;
-    d->nodes[root].len = count;
-    d->nodes[root].next = (uint32_t)d->count;
+    nodes[root].len = count;
+    nodes[root].next = (uint32_t)kept;
     if (repeated || names_repeat(others, nothers))
         return iam_fail(p->err, IAM_E_MALFORMED, "%s has a duplicate member name", p->what);
     return IAM_OK;
 }
 
 iam_status json_parse_picked(json_doc *doc, const char *text, size_t len, const json_limits *lim,
-                             int (*pick)(const char *name, size_t len), size_t *picked,
-                             size_t npicked, json_node *node_buf, size_t node_cap,
-                             char *scratch_buf, size_t scratch_cap, const char *what,
-                             iam_error *err)
+                             const json_pick_entry names[64], size_t *picked, size_t npicked,
+                             json_node *node_buf, size_t node_cap, char *scratch_buf,
+                             size_t scratch_cap, const char *what, iam_error *err)
 {
     memset(picked, 0, npicked * sizeof *picked);
     if (npicked > 64)
@@ -817,7 +947,7 @@ iam_status json_parse_picked(json_doc *doc, const char *text, size_t len, const 
     parser p = {(const unsigned char *)text, 0, len, doc, lim, what, err, false, 0};
     skip_ws(&p);
     if (p.pos < len && p.s[p.pos] == '{')
-        st = parse_root_picked(&p, pick, picked);
+        st = parse_root_picked(&p, names, picked);
     else
         st = parse_value(&p, 0); /* not an object: exactly json_parse */
     st = parse_finish(&p, st);
