@@ -13,6 +13,10 @@
  */
 iam_status user_from_claims(const json_doc *d, const claim_index *ix, const char *payload,
                             size_t len, double exp, iam_user **out, iam_error *err);
+/* The first, straightforward builder: the reference user_from_claims is tested against
+ * (claims_to_user_reference uses it). Same contract. */
+iam_status user_from_claims_reference(const json_doc *d, const claim_index *ix, const char *payload,
+                                      size_t len, double exp, iam_user **out, iam_error *err);
 
 /*
  * A verified claim set to a user context: claims_parse, claims_check, user_from_claims

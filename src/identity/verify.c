@@ -39,7 +39,7 @@ iam_status claims_to_user_reference(const char *payload, size_t len, const iam_v
     double exp;
     st = claims_check(&d, &ix, opts, now_s, &exp, err);
     if (st == IAM_OK)
-        st = user_from_claims(&d, &ix, payload, len, exp, out, err);
+        st = user_from_claims_reference(&d, &ix, payload, len, exp, out, err);
     json_doc_free(&d);
     return st;
 }
