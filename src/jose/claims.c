@@ -19,31 +19,34 @@ static const struct {
 #undef CLAIM
 
 /* The claims above as json_parse_picked's name table: each name at JSON_PICK_HASH of
- * itself, slot1 = its position in CLAIMS + 1. The hash is distinct for every name here;
- * test_claims_diff checks that each is found (and near misses are not). */
+ * itself, slot1 = the position of its field in claim_index + 1 (so picked[] is laid out as
+ * a claim_index). The hash is distinct for every name here; test_claims_diff checks that
+ * each is found (and near misses are not). */
+#define FIELD(name) (offsetof(claim_index, name) / sizeof(size_t) + 1)
 static const json_pick_entry CLAIM_NAMES[64] = {
-    [1] = {"iss", 3, 4},
-    [3] = {"roles", 5, 8},
-    [4] = {"scopes", 6, 21},
-    [9] = {"permissions", 11, 9},
-    [11] = {"iat", 3, 19},
-    [23] = {"sub", 3, 1},
-    [25] = {"token_version", 13, 16},
-    [29] = {"jti", 3, 6},
-    [35] = {"exp", 3, 2},
-    [43] = {"aud", 3, 5},
-    [46] = {"org_id", 6, 10},
-    [47] = {"team_id", 7, 12},
-    [49] = {"client_id", 9, 20},
-    [50] = {"idp_org_id", 10, 15},
-    [51] = {"auth_method", 11, 14},
-    [52] = {"mfa_verified", 12, 17},
-    [54] = {"type", 4, 3},
-    [58] = {"org_role", 8, 11},
-    [59] = {"team_role", 9, 13},
-    [61] = {"email", 5, 7},
-    [63] = {"nbf", 3, 18},
+    [1] = {"iss", 3, FIELD(iss)},
+    [3] = {"roles", 5, FIELD(roles)},
+    [4] = {"scopes", 6, FIELD(scopes)},
+    [9] = {"permissions", 11, FIELD(permissions)},
+    [11] = {"iat", 3, FIELD(iat)},
+    [23] = {"sub", 3, FIELD(sub)},
+    [25] = {"token_version", 13, FIELD(token_version)},
+    [29] = {"jti", 3, FIELD(jti)},
+    [35] = {"exp", 3, FIELD(exp)},
+    [43] = {"aud", 3, FIELD(aud)},
+    [46] = {"org_id", 6, FIELD(org_id)},
+    [47] = {"team_id", 7, FIELD(team_id)},
+    [49] = {"client_id", 9, FIELD(client_id)},
+    [50] = {"idp_org_id", 10, FIELD(idp_org_id)},
+    [51] = {"auth_method", 11, FIELD(auth_method)},
+    [52] = {"mfa_verified", 12, FIELD(mfa_verified)},
+    [54] = {"type", 4, FIELD(type)},
+    [58] = {"org_role", 8, FIELD(org_role)},
+    [59] = {"team_role", 9, FIELD(team_role)},
+    [61] = {"email", 5, FIELD(email)},
+    [63] = {"nbf", 3, FIELD(nbf)},
 };
+#undef FIELD
 
 void claims_index(const json_doc *d, claim_index *ix)
 {
@@ -57,7 +60,8 @@ void claims_index(const json_doc *d, claim_index *ix)
 }
 
 #define NCLAIMS (sizeof CLAIMS / sizeof CLAIMS[0])
-_Static_assert(sizeof(claim_index) == NCLAIMS * sizeof(size_t), "CLAIMS lists every claim_index field");
+_Static_assert(sizeof(claim_index) == NCLAIMS * sizeof(size_t),
+               "claim_index is NCLAIMS size_t fields, no padding: an array of them has its layout");
 
 iam_status claims_parse(json_doc *doc, claim_index *ix, const char *text, size_t len,
                         json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
@@ -73,8 +77,7 @@ iam_status claims_parse(json_doc *doc, claim_index *ix, const char *text, size_t
         json_doc_free(doc);
         return iam_fail(err, IAM_E_MALFORMED, "claims are not a JSON object");
     }
-    for (size_t k = 0; k < NCLAIMS; k++)
-        *(size_t *)(void *)((char *)ix + CLAIMS[k].offset) = picked[k];
+    memcpy(ix, picked, sizeof *ix); /* picked[] is in claim_index's field order */
     return IAM_OK;
 }
 
