@@ -94,13 +94,25 @@ static int numeric_date(const json_doc *d, size_t v, double *out)
     return 1;
 }
 
-static iam_status check_audience(const json_doc *d, size_t v, const char *want, iam_error *err)
+/* Node i is a string equal to want[0..want_len). */
+static inline bool str_is(const json_doc *d, size_t i, const char *want, size_t want_len)
+{
+    const json_node *n = &d->nodes[i];
+    return n->type == JSON_STRING && json_span_eq(n->str, n->len, want, want_len);
+}
+
+/* A policy string and its length (the default's length known at compile time). */
+#define POLICY(opt, dflt, len_out)                                                           \
+    ((opt) ? ((len_out) = strlen(opt), (opt)) : ((len_out) = sizeof dflt - 1, dflt))
+
+static iam_status check_audience(const json_doc *d, size_t v, const char *want, size_t want_len,
+                                 iam_error *err)
 {
     if (!v)
         return iam_fail(err, IAM_E_MISSING_CLAIM, "token has no \"aud\" claim");
     const json_node *a = &d->nodes[v];
     if (a->type == JSON_STRING)
-        return json_str_eq(d, v, want)
+        return str_is(d, v, want, want_len)
                    ? IAM_OK
                    : iam_fail(err, IAM_E_WRONG_AUDIENCE, "token \"aud\" does not name this audience");
     if (a->type != JSON_ARRAY)
@@ -109,7 +121,7 @@ static iam_status check_audience(const json_doc *d, size_t v, const char *want, 
     for (size_t i = json_first_child(d, v), m = 0; m < a->len; m++, i = json_next_sibling(d, i)) {
         if (d->nodes[i].type != JSON_STRING)
             return iam_fail(err, IAM_E_INVALID_CLAIM, "\"aud\" array holds a non-string member");
-        found = found || json_str_eq(d, i, want);
+        found = found || str_is(d, i, want, want_len);
     }
     return found ? IAM_OK
                  : iam_fail(err, IAM_E_WRONG_AUDIENCE, "token \"aud\" does not name this audience");
@@ -145,29 +157,33 @@ iam_status claims_check(const json_doc *d, const claim_index *ix, const iam_veri
         return iam_fail(err, IAM_E_NOT_YET_VALID, "token is issued %.0f s in the future", iat - now);
 
     if (!(opts->flags & IAM_VERIFY_SKIP_ISSUER)) {
-        const char *want = opts->issuer ? opts->issuer : IAM_DEFAULT_ISSUER;
+        size_t want_len;
+        const char *want = POLICY(opts->issuer, IAM_DEFAULT_ISSUER, want_len);
         size_t v = ix->iss;
         if (!v)
             return iam_fail(err, IAM_E_MISSING_CLAIM, "token has no \"iss\" claim");
         if (d->nodes[v].type != JSON_STRING)
             return iam_fail(err, IAM_E_INVALID_CLAIM, "\"iss\" must be a string");
-        if (!json_str_eq(d, v, want))
+        if (!str_is(d, v, want, want_len))
             return iam_fail(err, IAM_E_WRONG_ISSUER, "token \"iss\" is not the expected issuer");
     }
     if (!(opts->flags & IAM_VERIFY_SKIP_AUDIENCE)) {
-        iam_status st = check_audience(d, ix->aud, opts->audience ? opts->audience : IAM_DEFAULT_AUDIENCE, err);
+        size_t want_len;
+        const char *want = POLICY(opts->audience, IAM_DEFAULT_AUDIENCE, want_len);
+        iam_status st = check_audience(d, ix->aud, want, want_len, err);
         if (st != IAM_OK)
             return st;
     }
     if (!(opts->flags & IAM_VERIFY_ANY_TYPE)) {
-        const char *want = opts->token_type ? opts->token_type : IAM_DEFAULT_TOKEN_TYPE;
+        size_t want_len;
+        const char *want = POLICY(opts->token_type, IAM_DEFAULT_TOKEN_TYPE, want_len);
         size_t v = ix->type;
         if (!v)
             return iam_fail(err, IAM_E_WRONG_TYPE, "token has no \"type\" claim; \"%s\" is required",
                             want);
         if (d->nodes[v].type != JSON_STRING)
             return iam_fail(err, IAM_E_INVALID_CLAIM, "\"type\" must be a string");
-        if (!json_str_eq(d, v, want))
+        if (!str_is(d, v, want, want_len))
             return iam_fail(err, IAM_E_WRONG_TYPE, "token \"type\" is not \"%s\"", want);
     }
     *exp_out = exp;
