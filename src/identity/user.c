@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,10 +286,29 @@ static inline size_t ix_at(const claim_index *ix, size_t off)
     return v;
 }
 
+/* Copies s[0..n) and a NUL to *at. Claim strings are mostly short: up to 16 bytes move as
+ * two overlapping words (never reading outside s[0..n)), longer ones through memcpy. */
 static inline char *copy_str(char **at, const char *s, size_t n)
 {
     char *dst = *at;
-    memcpy(dst, s, n);
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = s[i];
+    } else {
+        memcpy(dst, s, n);
+    }
     dst[n] = '\0';
     *at += n + 1;
     return dst;
