@@ -100,6 +100,15 @@ void hmac_states_free(hmac_states *s)
         OPENSSL_clear_free(s, sizeof *s);
 }
 
+/* Clears a hash state copy that held key-derived values: a memset the compiler must keep
+ * (the asm takes the pointer and clobbers memory), inline where OPENSSL_cleanse is a call
+ * through a volatile function pointer (~90 instructions per state, 1% of an HS256 run). */
+static inline void wipe(void *p, size_t n)
+{
+    memset(p, 0, n);
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
 size_t hmac_compute(const hmac_states *s, hash_id h, const unsigned char *msg, size_t len,
                     unsigned char *out)
 {
@@ -112,7 +121,7 @@ size_t hmac_compute(const hmac_states *s, hash_id h, const unsigned char *msg, s
         c = s->out256;
         SHA256_Update(&c, inner, SHA256_DIGEST_LENGTH);
         SHA256_Final(out, &c);
-        OPENSSL_cleanse(&c, sizeof c);
+        wipe(&c, sizeof c);
         n = SHA256_DIGEST_LENGTH;
     } else {
         /* SHA-384 is SHA-512 with other initial values and a shorter digest, both kept in
@@ -125,7 +134,7 @@ size_t hmac_compute(const hmac_states *s, hash_id h, const unsigned char *msg, s
         c = is384 ? s->out384 : s->out512;
         SHA512_Update(&c, inner, n);
         SHA512_Final(out, &c);
-        OPENSSL_cleanse(&c, sizeof c);
+        wipe(&c, sizeof c);
     }
     return n;
 }
