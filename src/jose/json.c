@@ -654,7 +654,7 @@ static inline bool same_short(const char *a, const char *b, size_t len)
 /* The slot of a name in a json_pick_entry table, or -1. */
 static inline int pick_slot(const json_pick_entry *names, const char *name, size_t len)
 {
-    if (len < 3 || len > 16)
+    if (len - 3 > 13) /* 3..16 */
         return -1;
     const json_pick_entry *e = &names[JSON_PICK_HASH(len, name[len - 1])];
     if (e->len != len || !same_short(name, e->name, len))
@@ -694,7 +694,7 @@ static iam_status parse_root_picked(parser *p, const json_pick_entry *names, siz
         return IAM_E_INTERNAL;
     size_t kept = d->count, used = kept + p->phantom;
     uint64_t seen = 0;
-    bool repeated = false;
+    size_t npicks = 0;
     name_span others[IAM_MAX_JSON_MEMBERS];
     size_t nothers = 0;
     uint32_t count = 0;
@@ -898,9 +898,8 @@ static iam_status parse_root_picked(parser *p, const json_pick_entry *names, siz
                 }
             }
             if (k >= 0) {
-                uint64_t bit = (uint64_t)1 << k;
-                repeated |= (seen & bit) != 0;
-                seen |= bit;
+                seen |= (uint64_t)1 << k; /* a slot seen twice: fewer bits than picks */
+                npicks++;
                 picked[k] = value;
             } else {
                 kept = value; /* the value was checked; its nodes are not kept */
@@ -928,7 +927,7 @@ static iam_status parse_root_picked(parser *p, const json_pick_entry *names, siz
 #undef FULL_UNLESS_ROOM
     nodes[root].len = count;
     nodes[root].next = (uint32_t)kept;
-    if (repeated || names_repeat(others, nothers))
+    if ((size_t)__builtin_popcountll(seen) != npicks || names_repeat(others, nothers))
         return iam_fail(p->err, IAM_E_MALFORMED, "%s has a duplicate member name", p->what);
     return IAM_OK;
 }
