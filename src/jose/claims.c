@@ -1,4 +1,6 @@
-/* claims.c — registered-claim checks (RFC 7519 §4.1) under an iam_verify_options policy. */
+/* claims.c — the claim set as a claim_index (claims_parse on the verification path, claims_index
+ * over a general parse as its reference) and the registered-claim checks (RFC 7519 §4.1)
+ * under an iam_verify_options policy. */
 #include "jose/jose.h"
 
 #include <math.h>
