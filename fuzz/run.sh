@@ -35,7 +35,7 @@ echo "== configure + build ($BUILD)"
 # shellcheck disable=SC2086
 CC=clang cmake -S "$SRC" -B "$BUILD" -DIAM_FUZZ=ON -DIAM_BUILD_TESTS=OFF -DIAM_BUILD_BENCH=OFF \
     ${FUZZ_CMAKE_ARGS:-}
-cmake --build "$BUILD" -j"$JOBS" --target fuzz_token fuzz_jwks
+cmake --build "$BUILD" -j"$JOBS" --target fuzz_token fuzz_jwks fuzz_claims
 
 # Sanitizer findings must end the run as crashes, with stacks.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_string_checks=1:check_initialization_order=1}"
@@ -43,7 +43,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 
 mkdir -p "$WORK"
 status=0
-for target in token jwks; do
+for target in token jwks claims; do
     corpus="$WORK/corpus-$target"
     artifacts="$WORK/artifacts-$target"
     log="$WORK/fuzz_$target.log"

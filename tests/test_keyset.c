@@ -1470,6 +1470,32 @@ static void test_hmac_rfc4231_case6(void **state)
     check_rfc4231(key, sizeof key, "Test Using Larger Than Block-Size Key - Hash Key First", want);
 }
 
+/* Every single-bit change anywhere in the MAC is refused, for each hash (the comparison
+ * covers every byte, not a prefix or one word of it). */
+static void test_hmac_verify_rejects_every_bit_flip(void **state)
+{
+    (void)state;
+    unsigned char key[32];
+    memset(key, 0x5a, sizeof key);
+    hmac_states *s = hmac_states_new(key, sizeof key);
+    assert_non_null(s);
+    static const unsigned char msg[] = "header.payload";
+    for (int h = 0; h < 3; h++) {
+        unsigned char mac[64];
+        size_t n = hmac_compute(s, (hash_id)h, msg, sizeof msg - 1, mac);
+        assert_true(hmac_verify(s, (hash_id)h, msg, sizeof msg - 1, mac, n));
+        for (size_t byte = 0; byte < n; byte++)
+            for (int bit = 0; bit < 8; bit++) {
+                mac[byte] ^= (unsigned char)(1u << bit);
+                if (hmac_verify(s, (hash_id)h, msg, sizeof msg - 1, mac, n))
+                    fail_msg("hash %d: bit %d of byte %zu changed and still accepted", h, bit, byte);
+                mac[byte] ^= (unsigned char)(1u << bit);
+            }
+        assert_true(hmac_verify(s, (hash_id)h, msg, sizeof msg - 1, mac, n));
+    }
+    hmac_states_free(s);
+}
+
 static void test_hmac_verify_rejects_wrong_length(void **state)
 {
     (void)state;
@@ -1606,6 +1632,7 @@ int main(void)
         cmocka_unit_test(test_hmac_rfc4231_case2),
         cmocka_unit_test(test_hmac_rfc4231_case6),
         cmocka_unit_test(test_hmac_verify_rejects_wrong_length),
+        cmocka_unit_test(test_hmac_verify_rejects_every_bit_flip),
         cmocka_unit_test(test_hmac_verify_rejects_bit_flips),
         cmocka_unit_test(test_hmac_states_differ_by_key),
     };

@@ -16,6 +16,13 @@ static inline size_t b64url_decoded_max(size_t len) { return len / 4 * 3 + 2; }
  */
 bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len);
 
+/** The same decoder without the vector path (the reference for its test). */
+bool b64url_decode_portable(const char *in, size_t len, unsigned char *out, size_t *out_len);
+
+/** Tests only: makes b64url_decode use vector level `want` (0 portable, 1 SSSE3, 2 AVX2;
+ * -1 or more than the CPU has: the best it has). Returns the level now in use. */
+int b64url_vector_level(int want);
+
 /** Encodes (no padding) into out (room for 4*ceil(len/3) + 1); NUL-terminates; returns length. */
 size_t b64url_encode(const unsigned char *in, size_t len, char *out);
 

@@ -1,4 +1,6 @@
-/* claims.c — registered-claim checks (RFC 7519 §4.1) under an iam_verify_options policy. */
+/* claims.c — the claim set as a claim_index (claims_parse on the verification path, claims_index
+ * over a general parse as its reference) and the registered-claim checks (RFC 7519 §4.1)
+ * under an iam_verify_options policy. */
 #include "jose/jose.h"
 
 #include <math.h>
@@ -18,53 +20,67 @@ static const struct {
 };
 #undef CLAIM
 
-/* Position in CLAIMS of the name (len, first byte, last byte), or -1. A claim set has ~17
- * members; this keeps locating them to a few compares each instead of a table scan. */
-static int claim_slot(const char *name, size_t len)
-{
-    if (len < 3 || len > 13)
-        return -1;
-    unsigned key = (unsigned)len << 16 | (unsigned)(unsigned char)name[0] << 8 |
-                   (unsigned char)name[len - 1];
-#define K(l, a, z) ((unsigned)(l) << 16 | (unsigned)(a) << 8 | (unsigned)(z))
-    int slot;
-    switch (key) {
-    case K(3, 's', 'b'): slot = 0; break;  /* sub */
-    case K(3, 'e', 'p'): slot = 1; break;  /* exp */
-    case K(4, 't', 'e'): slot = 2; break;  /* type */
-    case K(3, 'i', 's'): slot = 3; break;  /* iss */
-    case K(3, 'a', 'd'): slot = 4; break;  /* aud */
-    case K(3, 'j', 'i'): slot = 5; break;  /* jti */
-    case K(5, 'e', 'l'): slot = 6; break;  /* email */
-    case K(5, 'r', 's'): slot = 7; break;  /* roles */
-    case K(11, 'p', 's'): slot = 8; break; /* permissions */
-    case K(6, 'o', 'd'): slot = 9; break;  /* org_id */
-    case K(8, 'o', 'e'): slot = 10; break; /* org_role */
-    case K(7, 't', 'd'): slot = 11; break; /* team_id */
-    case K(9, 't', 'e'): slot = 12; break; /* team_role */
-    case K(11, 'a', 'd'): slot = 13; break; /* auth_method */
-    case K(10, 'i', 'd'): slot = 14; break; /* idp_org_id */
-    case K(13, 't', 'n'): slot = 15; break; /* token_version */
-    case K(12, 'm', 'd'): slot = 16; break; /* mfa_verified */
-    case K(3, 'n', 'f'): slot = 17; break;  /* nbf */
-    case K(3, 'i', 't'): slot = 18; break;  /* iat */
-    case K(9, 'c', 'd'): slot = 19; break;  /* client_id */
-    case K(6, 's', 's'): slot = 20; break;  /* scopes */
-    default: return -1;
-    }
-#undef K
-    return memcmp(name, CLAIMS[slot].name, len) == 0 ? slot : -1;
-}
+/* The claims above as json_parse_picked's name table: each name at JSON_PICK_HASH of
+ * itself, slot1 = the position of its field in claim_index + 1 (so picked[] is laid out as
+ * a claim_index). The hash is distinct for every name here; test_claims_diff checks that
+ * each is found (and near misses are not). */
+#define FIELD(name) (offsetof(claim_index, name) / sizeof(size_t) + 1)
+static const json_pick_entry CLAIM_NAMES[64] = {
+    [1] = {"iss", 3, FIELD(iss)},
+    [3] = {"roles", 5, FIELD(roles)},
+    [4] = {"scopes", 6, FIELD(scopes)},
+    [9] = {"permissions", 11, FIELD(permissions)},
+    [11] = {"iat", 3, FIELD(iat)},
+    [23] = {"sub", 3, FIELD(sub)},
+    [25] = {"token_version", 13, FIELD(token_version)},
+    [29] = {"jti", 3, FIELD(jti)},
+    [35] = {"exp", 3, FIELD(exp)},
+    [43] = {"aud", 3, FIELD(aud)},
+    [46] = {"org_id", 6, FIELD(org_id)},
+    [47] = {"team_id", 7, FIELD(team_id)},
+    [49] = {"client_id", 9, FIELD(client_id)},
+    [50] = {"idp_org_id", 10, FIELD(idp_org_id)},
+    [51] = {"auth_method", 11, FIELD(auth_method)},
+    [52] = {"mfa_verified", 12, FIELD(mfa_verified)},
+    [54] = {"type", 4, FIELD(type)},
+    [58] = {"org_role", 8, FIELD(org_role)},
+    [59] = {"team_role", 9, FIELD(team_role)},
+    [61] = {"email", 5, FIELD(email)},
+    [63] = {"nbf", 3, FIELD(nbf)},
+};
+#undef FIELD
 
 void claims_index(const json_doc *d, claim_index *ix)
 {
     memset(ix, 0, sizeof *ix);
     for (size_t k = 1, m = 0; m < d->nodes[0].len; m++, k = d->nodes[k + 1].next) {
         const json_node *key = &d->nodes[k];
-        int slot = claim_slot(key->str, key->len);
-        if (slot >= 0)
-            *(size_t *)(void *)((char *)ix + CLAIMS[slot].offset) = k + 1;
+        for (size_t c = 0; c < sizeof CLAIMS / sizeof CLAIMS[0]; c++)
+            if (json_span_eq(key->str, key->len, CLAIMS[c].name, CLAIMS[c].len))
+                *(size_t *)(void *)((char *)ix + CLAIMS[c].offset) = k + 1;
     }
+}
+
+#define NCLAIMS (sizeof CLAIMS / sizeof CLAIMS[0])
+_Static_assert(sizeof(claim_index) == NCLAIMS * sizeof(size_t),
+               "claim_index is NCLAIMS size_t fields, no padding: an array of them has its layout");
+
+iam_status claims_parse(json_doc *doc, claim_index *ix, const char *text, size_t len,
+                        json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
+                        iam_error *err)
+{
+    static const json_limits limits = {IAM_MAX_JSON_DEPTH, IAM_MAX_JSON_MEMBERS};
+    size_t picked[NCLAIMS];
+    iam_status st = json_parse_picked(doc, text, len, &limits, CLAIM_NAMES, picked, NCLAIMS, node_buf,
+                                      node_cap, scratch_buf, scratch_cap, "claims", err);
+    if (st != IAM_OK)
+        return st;
+    if (doc->nodes[0].type != JSON_OBJECT) {
+        json_doc_free(doc);
+        return iam_fail(err, IAM_E_MALFORMED, "claims are not a JSON object");
+    }
+    memcpy(ix, picked, sizeof *ix); /* picked[] is in claim_index's field order */
+    return IAM_OK;
 }
 
 /* A NumericDate: a JSON number (integer or not), finite, within [0, IAM_MAX_NUMERIC_DATE].
@@ -80,13 +96,25 @@ static int numeric_date(const json_doc *d, size_t v, double *out)
     return 1;
 }
 
-static iam_status check_audience(const json_doc *d, size_t v, const char *want, iam_error *err)
+/* Node i is a string equal to want[0..want_len). */
+static inline bool str_is(const json_doc *d, size_t i, const char *want, size_t want_len)
+{
+    const json_node *n = &d->nodes[i];
+    return n->type == JSON_STRING && json_span_eq(n->str, n->len, want, want_len);
+}
+
+/* A policy string and its length (the default's length known at compile time). */
+#define POLICY(opt, dflt, len_out)                                                           \
+    ((opt) ? ((len_out) = strlen(opt), (opt)) : ((len_out) = sizeof dflt - 1, dflt))
+
+static iam_status check_audience(const json_doc *d, size_t v, const char *want, size_t want_len,
+                                 iam_error *err)
 {
     if (!v)
         return iam_fail(err, IAM_E_MISSING_CLAIM, "token has no \"aud\" claim");
     const json_node *a = &d->nodes[v];
     if (a->type == JSON_STRING)
-        return json_str_eq(d, v, want)
+        return str_is(d, v, want, want_len)
                    ? IAM_OK
                    : iam_fail(err, IAM_E_WRONG_AUDIENCE, "token \"aud\" does not name this audience");
     if (a->type != JSON_ARRAY)
@@ -95,7 +123,7 @@ static iam_status check_audience(const json_doc *d, size_t v, const char *want, 
     for (size_t i = json_first_child(d, v), m = 0; m < a->len; m++, i = json_next_sibling(d, i)) {
         if (d->nodes[i].type != JSON_STRING)
             return iam_fail(err, IAM_E_INVALID_CLAIM, "\"aud\" array holds a non-string member");
-        found = found || json_str_eq(d, i, want);
+        found = found || str_is(d, i, want, want_len);
     }
     return found ? IAM_OK
                  : iam_fail(err, IAM_E_WRONG_AUDIENCE, "token \"aud\" does not name this audience");
@@ -131,29 +159,33 @@ iam_status claims_check(const json_doc *d, const claim_index *ix, const iam_veri
         return iam_fail(err, IAM_E_NOT_YET_VALID, "token is issued %.0f s in the future", iat - now);
 
     if (!(opts->flags & IAM_VERIFY_SKIP_ISSUER)) {
-        const char *want = opts->issuer ? opts->issuer : IAM_DEFAULT_ISSUER;
+        size_t want_len;
+        const char *want = POLICY(opts->issuer, IAM_DEFAULT_ISSUER, want_len);
         size_t v = ix->iss;
         if (!v)
             return iam_fail(err, IAM_E_MISSING_CLAIM, "token has no \"iss\" claim");
         if (d->nodes[v].type != JSON_STRING)
             return iam_fail(err, IAM_E_INVALID_CLAIM, "\"iss\" must be a string");
-        if (!json_str_eq(d, v, want))
+        if (!str_is(d, v, want, want_len))
             return iam_fail(err, IAM_E_WRONG_ISSUER, "token \"iss\" is not the expected issuer");
     }
     if (!(opts->flags & IAM_VERIFY_SKIP_AUDIENCE)) {
-        iam_status st = check_audience(d, ix->aud, opts->audience ? opts->audience : IAM_DEFAULT_AUDIENCE, err);
+        size_t want_len;
+        const char *want = POLICY(opts->audience, IAM_DEFAULT_AUDIENCE, want_len);
+        iam_status st = check_audience(d, ix->aud, want, want_len, err);
         if (st != IAM_OK)
             return st;
     }
     if (!(opts->flags & IAM_VERIFY_ANY_TYPE)) {
-        const char *want = opts->token_type ? opts->token_type : IAM_DEFAULT_TOKEN_TYPE;
+        size_t want_len;
+        const char *want = POLICY(opts->token_type, IAM_DEFAULT_TOKEN_TYPE, want_len);
         size_t v = ix->type;
         if (!v)
             return iam_fail(err, IAM_E_WRONG_TYPE, "token has no \"type\" claim; \"%s\" is required",
                             want);
         if (d->nodes[v].type != JSON_STRING)
             return iam_fail(err, IAM_E_INVALID_CLAIM, "\"type\" must be a string");
-        if (!json_str_eq(d, v, want))
+        if (!str_is(d, v, want, want_len))
             return iam_fail(err, IAM_E_WRONG_TYPE, "token \"type\" is not \"%s\"", want);
     }
     *exp_out = exp;

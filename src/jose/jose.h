@@ -123,6 +123,14 @@ typedef struct claim_index {
 
 void claims_index(const json_doc *doc, claim_index *ix);
 
+/* The claim set's parse for verification: json_parse_picked with the claims above picked
+ * (the same inputs accepted, the same codes, the same value subtrees as json_parse +
+ * claims_index), then "claims are not a JSON object" for any other root. The doc holds only
+ * the picked values: read it through ix. On failure nothing is held. */
+iam_status claims_parse(json_doc *doc, claim_index *ix, const char *text, size_t len,
+                        json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
+                        iam_error *err);
+
 /* The registered-claim checks (exp, nbf, iat, iss, aud, type) under a policy. */
 iam_status claims_check(const json_doc *doc, const claim_index *ix, const iam_verify_options *opts,
                         int64_t now_s, double *exp_out, iam_error *err);

@@ -18,6 +18,9 @@ typedef struct parser {
     const char *what;
     iam_error *err;
     bool full;
+    /* json_parse_picked: nodes json_parse would hold at this point beyond doc->count (the
+     * member names and the values not kept), so the capacity check fails where it would. */
+    size_t phantom;
 } parser;
 
 static iam_status bad(parser *p, const char *why)
@@ -45,7 +48,7 @@ static inline void skip_ws(parser *p)
 static size_t new_node(parser *p, json_type type)
 {
     json_doc *d = p->doc;
-    if (d->count >= d->cap) {
+    if (d->count + p->phantom >= d->cap) {
         p->full = true;
         return 0;
     }
@@ -150,7 +153,6 @@ static const uint8_t PLAIN[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0xf0 */
 };
 
-/* Parses a string whose opening quote is at p->pos; fills node i's span. */
 /* The first position at or after pos (< n) that is not plain printable ASCII, or n. */
 static inline size_t scan_plain(const unsigned char *s, size_t pos, size_t n)
 {
@@ -186,11 +188,12 @@ static inline size_t scan_plain(const unsigned char *s, size_t pos, size_t n)
     return pos;
 }
 
-static iam_status parse_string_slow(parser *p, size_t i, size_t start) __attribute__((noinline));
+static iam_status parse_string_slow(parser *p, size_t start, const char **str, uint32_t *len)
+    __attribute__((noinline));
 
-/* Parses a string whose opening quote is at p->pos; fills node i's span. The common case
- * (no escapes) stays here and points into the input; escapes go to parse_string_slow. */
-static inline iam_status parse_string(parser *p, size_t i)
+/* Parses a string whose opening quote is at p->pos into a span (*str, *len). The common
+ * case (no escapes) stays here and points into the input; escapes go to parse_string_slow. */
+static inline iam_status parse_string_span(parser *p, const char **str, uint32_t *len)
 {
     const unsigned char *s = p->s;
     size_t start = p->pos + 1, n = p->len, pos = start;
@@ -202,14 +205,14 @@ static inline iam_status parse_string(parser *p, size_t i)
         }
         unsigned char c = s[pos];
         if (IAM_LIKELY(c == '"')) {
-            p->doc->nodes[i].str = (const char *)s + start;
-            p->doc->nodes[i].len = (uint32_t)(pos - start);
+            *str = (const char *)s + start;
+            *len = (uint32_t)(pos - start);
             p->pos = pos + 1;
             return IAM_OK;
         }
         if (c == '\\') {
             p->pos = pos;
-            return parse_string_slow(p, i, start);
+            return parse_string_slow(p, start, str, len);
         }
         if (c < 0x80) { /* a control character */
             p->pos = pos;
@@ -224,8 +227,14 @@ static inline iam_status parse_string(parser *p, size_t i)
     }
 }
 
+/* Parses a string whose opening quote is at p->pos; fills node i's span. */
+static inline iam_status parse_string(parser *p, size_t i)
+{
+    return parse_string_span(p, &p->doc->nodes[i].str, &p->doc->nodes[i].len);
+}
+
 /* Escapes from p->pos on: decode the whole string into scratch. */
-static iam_status parse_string_slow(parser *p, size_t i, size_t start)
+static iam_status parse_string_slow(parser *p, size_t start, const char **str, uint32_t *len)
 {
     const unsigned char *s = p->s;
     size_t n = p->len;
@@ -238,8 +247,8 @@ static iam_status parse_string_slow(parser *p, size_t i, size_t start)
     while (p->pos < n) {
         unsigned char c = s[p->pos];
         if (c == '"') {
-            d->nodes[i].str = out;
-            d->nodes[i].len = (uint32_t)(o - out);
+            *str = out;
+            *len = (uint32_t)(o - out);
             d->scratch_used += (size_t)(o - out);
             p->pos++;
             return IAM_OK;
@@ -369,30 +378,29 @@ static uint64_t name_signature(const char *str, size_t len)
     return sig;
 }
 
-/* Duplicate member names in the object at index obj (names compared after unescaping). */
-static bool has_duplicates(const json_doc *d, size_t obj)
+/* A member name: decoded bytes (in the input or the scratch) and length. */
+typedef struct name_span {
+    const char *str;
+    uint32_t len;
+} name_span;
+
+/* Whether two of the n names are equal (n <= IAM_MAX_JSON_MEMBERS). */
+static bool names_repeat(const name_span *names, size_t n)
 {
-    size_t n = d->nodes[obj].len;
     if (n < 2)
         return false;
-    uint32_t keys[IAM_MAX_JSON_MEMBERS];
-    size_t k = obj + 1;
-    for (size_t m = 0; m < n; m++) {
-        keys[m] = (uint32_t)k;
-        k = d->nodes[k + 1].next;
-    }
     if (n <= 32) {
         /* The common case, a claim set: a 256-bit Bloom filter over the names' signatures;
          * only a name whose bit is already set is compared with the earlier names. */
         uint64_t sigs[32], bloom[4] = {0};
         for (size_t m = 0; m < n; m++) {
-            const json_node *x = &d->nodes[keys[m]];
+            const name_span *x = &names[m];
             uint64_t sig = sigs[m] = name_signature(x->str, x->len);
             unsigned bit = (unsigned)((sig * 0x9E3779B97F4A7C15u) >> 56);
             uint64_t mask = (uint64_t)1 << (bit & 63);
             if (bloom[bit >> 6] & mask) {
                 for (size_t o = 0; o < m; o++)
-                    if (sigs[o] == sig && memcmp(d->nodes[keys[o]].str, x->str, x->len) == 0)
+                    if (sigs[o] == sig && memcmp(names[o].str, x->str, x->len) == 0)
                         return true;
             }
             bloom[bit >> 6] |= mask;
@@ -404,18 +412,34 @@ static bool has_duplicates(const json_doc *d, size_t obj)
     uint16_t slots[1024];
     memset(slots, 0, sizeof slots);
     for (size_t m = 0; m < n; m++) {
-        const json_node *x = &d->nodes[keys[m]];
+        const name_span *x = &names[m];
         for (size_t slot = name_hash(x->str, x->len) & 1023;; slot = (slot + 1) & 1023) {
             if (!slots[slot]) {
                 slots[slot] = (uint16_t)(m + 1);
                 break;
             }
-            const json_node *y = &d->nodes[keys[slots[slot] - 1u]];
+            const name_span *y = &names[slots[slot] - 1u];
             if (json_span_eq(x->str, x->len, y->str, y->len))
                 return true;
         }
     }
     return false;
+}
+
+/* Duplicate member names in the object at index obj (names compared after unescaping). */
+static bool has_duplicates(const json_doc *d, size_t obj)
+{
+    size_t n = d->nodes[obj].len;
+    if (n < 2)
+        return false;
+    name_span names[IAM_MAX_JSON_MEMBERS];
+    size_t k = obj + 1;
+    for (size_t m = 0; m < n; m++) {
+        names[m].str = d->nodes[k].str;
+        names[m].len = d->nodes[k].len;
+        k = d->nodes[k + 1].next;
+    }
+    return names_repeat(names, n);
 }
 
 static iam_status parse_value(parser *p, unsigned depth);
@@ -523,9 +547,10 @@ static iam_status parse_value(parser *p, unsigned depth)
     return st;
 }
 
-iam_status json_parse(json_doc *doc, const char *text, size_t len, const json_limits *lim,
-                      json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
-                      const char *what, iam_error *err)
+/* Storage for a parse of len bytes (caller's buffers when they are large enough). */
+static iam_status doc_init(json_doc *doc, size_t len, const json_limits *lim, json_node *node_buf,
+                           size_t node_cap, char *scratch_buf, size_t scratch_cap, const char *what,
+                           iam_error *err)
 {
     memset(doc, 0, sizeof *doc);
     if (len > UINT32_MAX / 2)
@@ -556,17 +581,377 @@ iam_status json_parse(json_doc *doc, const char *text, size_t len, const json_li
         json_doc_free(doc);
         return iam_fail(err, IAM_E_INTERNAL, "JSON member limit above IAM_MAX_JSON_MEMBERS");
     }
-    parser p = {(const unsigned char *)text, 0, len, doc, lim, what, err, false};
-    iam_status st = parse_value(&p, 0);
-    if (p.full) /* valid JSON never exceeds the bound (see above): this input is not JSON */
-        st = iam_fail(err, IAM_E_MALFORMED, "%s is not valid JSON: unterminated or truncated", what);
+    return IAM_OK;
+}
+
+/* The end of a parse: the node-capacity verdict, then nothing but whitespace may follow. */
+static iam_status parse_finish(parser *p, iam_status st)
+{
+    if (p->full) /* valid JSON never exceeds the bound (see doc_init): this input is not JSON */
+        st = iam_fail(p->err, IAM_E_MALFORMED, "%s is not valid JSON: unterminated or truncated",
+                      p->what);
     if (st == IAM_OK) {
-        skip_ws(&p);
-        if (p.pos != len)
-            st = bad(&p, "trailing bytes after the value");
+        skip_ws(p);
+        if (p->pos != p->len)
+            st = bad(p, "trailing bytes after the value");
     }
     if (st != IAM_OK)
-        json_doc_free(doc);
+        json_doc_free(p->doc);
+    return st;
+}
+
+iam_status json_parse(json_doc *doc, const char *text, size_t len, const json_limits *lim,
+                      json_node *node_buf, size_t node_cap, char *scratch_buf, size_t scratch_cap,
+                      const char *what, iam_error *err)
+{
+    iam_status st = doc_init(doc, len, lim, node_buf, node_cap, scratch_buf, scratch_cap, what, err);
+    if (st != IAM_OK)
+        return st;
+    parser p = {(const unsigned char *)text, 0, len, doc, lim, what, err, false, 0};
+    return parse_finish(&p, parse_value(&p, 0));
+}
+
+/* skip_ws on a local position. */
+static inline size_t ws_at(const unsigned char *s, size_t pos, size_t n)
+{
+    if (IAM_LIKELY(pos < n && s[pos] > ' '))
+        return pos;
+    while (pos < n && (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r'))
+        pos++;
+    return pos;
+}
+
+/* The end of a number's digits from pos. */
+static inline size_t digits_at(const unsigned char *s, size_t pos, size_t n)
+{
+    while (pos < n && (unsigned)(s[pos] - '0') <= 9)
+        pos++;
+    return pos;
+}
+
+/* a[0..len) == b[0..len) for 2 <= len <= 16, with two overlapping loads per side (no call,
+ * no byte outside either span). */
+static inline bool same_short(const char *a, const char *b, size_t len)
+{
+    if (len >= 8) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8), memcpy(&a1, a + len - 8, 8);
+        memcpy(&b0, b, 8), memcpy(&b1, b + len - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    if (len >= 4) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4), memcpy(&a1, a + len - 4, 4);
+        memcpy(&b0, b, 4), memcpy(&b1, b + len - 4, 4);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    uint16_t a0, a1, b0, b1;
+    memcpy(&a0, a, 2), memcpy(&a1, a + len - 2, 2);
+    memcpy(&b0, b, 2), memcpy(&b1, b + len - 2, 2);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
+/* The slot of a name in a json_pick_entry table, or -1. */
+static inline int pick_slot(const json_pick_entry *names, const char *name, size_t len)
+{
+    if (len - 3 > 13) /* 3..16 */
+        return -1;
+    const json_pick_entry *e = &names[JSON_PICK_HASH(len, name[len - 1])];
+    if (e->len != len || !same_short(name, e->name, len))
+        return -1;
+    return e->slot1 - 1;
+}
+
+/*
+ * The root object of json_parse_picked: parse_container(p, 1, true) and parse_value(p, 1)
+ * member for member, with the same checks in the same order and the same messages, except
+ * that a member name gets no node, a value is kept only when its name is in the table,
+ * scalar values and arrays of plain strings are parsed in this loop (on local copies of the
+ * position and counts, synced with the parser before any call), and duplicates are found
+ * through the picked slots (a bit each) plus names_repeat over the other names. The
+ * duplicate verdict waits for the closing brace, as in parse_container, so an error later
+ * in the text is reported first by both parsers alike.
+ *
+ * `used` is the number of nodes json_parse would hold at the same point (member names and
+ * dropped values included; p->phantom = used - kept while synced), so the capacity check
+ * fails exactly where json_parse's would. Anything unusual inside an array (another type,
+ * an escape, non-ASCII, a limit, a full node array) rewinds to the array's first byte and
+ * parses it with parse_container, which then decides exactly as json_parse.
+ */
+static iam_status parse_root_picked(parser *p, const json_pick_entry *names, size_t *picked)
+{
+    if (1 > p->lim->max_depth)
+        return iam_fail(p->err, IAM_E_TOO_LARGE, "%s nests deeper than %u levels", p->what,
+                        p->lim->max_depth);
+    json_doc *d = p->doc;
+    json_node *nodes = d->nodes;
+    const unsigned char *s = p->s;
+    const size_t n = p->len, cap = d->cap;
+    const unsigned max_members = p->lim->max_members;
+    const bool arrays_inline = p->lim->max_depth >= 2;
+    size_t root = new_node(p, JSON_OBJECT);
+    if (p->full)
+        return IAM_E_INTERNAL;
+    size_t kept = d->count, used = kept + p->phantom;
+    uint64_t seen = 0;
+    size_t npicks = 0;
+    name_span others[IAM_MAX_JSON_MEMBERS];
+    size_t nothers = 0;
+    uint32_t count = 0;
+    iam_status st;
+    size_t pos = ws_at(s, p->pos + 1, n); /* after the opening brace */
+#define SYNC() (d->count = kept, p->phantom = used - kept, p->pos = pos)
+#define FAIL_AT(why) return (SYNC(), bad(p, why))
+#define FULL_UNLESS_ROOM()                                                                   \
+    do {                                                                                     \
+        if (IAM_UNLIKELY(used >= cap)) {                                                     \
+            SYNC();                                                                          \
+            p->full = true;                                                                  \
+            return IAM_E_INTERNAL;                                                           \
+        }                                                                                    \
+    } while (0)
+    if (pos < n && s[pos] == '}') {
+        pos++;
+    } else {
+        for (;;) {
+            if (IAM_UNLIKELY(++count > max_members)) {
+                SYNC();
+                return iam_fail(p->err, IAM_E_TOO_LARGE, "%s has a container with more than %u members",
+                                p->what, max_members);
+            }
+            /* Tokens' JSON is compact: each separator is tested where it should be first,
+             * and whitespace skipped only when it is not there. */
+            if (IAM_UNLIKELY(pos >= n || s[pos] != '"')) {
+                pos = ws_at(s, pos, n);
+                if (pos >= n || s[pos] != '"')
+                    FAIL_AT("expected a member name");
+            }
+            FULL_UNLESS_ROOM(); /* json_parse's node for the name */
+            used++;
+            const char *name;
+            uint32_t name_len;
+            size_t q = scan_plain(s, pos + 1, n);
+            if (IAM_LIKELY(q < n && s[q] == '"')) {
+                name = (const char *)s + pos + 1;
+                name_len = (uint32_t)(q - pos - 1);
+                pos = q + 1;
+            } else {
+                SYNC();
+                if ((st = parse_string_span(p, &name, &name_len)) != IAM_OK)
+                    return st;
+                pos = p->pos;
+            }
+            if (IAM_UNLIKELY(pos >= n || s[pos] != ':')) {
+                pos = ws_at(s, pos, n);
+                if (pos >= n || s[pos] != ':')
+                    FAIL_AT("expected ':'");
+            }
+            pos = ws_at(s, pos + 1, n);
+            if (IAM_UNLIKELY(pos >= n))
+                FAIL_AT("expected a value");
+            int k = pick_slot(names, name, name_len);
+            size_t value = kept;
+            unsigned char c = s[pos];
+            if (c == '"') {
+                FULL_UNLESS_ROOM();
+                const char *str;
+                uint32_t len;
+                size_t raw = pos;
+                q = scan_plain(s, pos + 1, n);
+                if (IAM_LIKELY(q < n && s[q] == '"')) {
+                    str = (const char *)s + pos + 1;
+                    len = (uint32_t)(q - pos - 1);
+                    pos = q + 1;
+                } else {
+                    SYNC();
+                    if ((st = parse_string_span(p, &str, &len)) != IAM_OK)
+                        return st;
+                    pos = p->pos;
+                }
+                used++;
+                if (k >= 0) {
+                    json_node *v = &nodes[kept++];
+                    v->type = JSON_STRING;
+                    v->raw = (uint32_t)raw;
+                    v->str = str;
+                    v->len = len;
+                    v->next = (uint32_t)kept;
+                }
+            } else if (c == '{' || c == '[') {
+                bool done = false;
+                if (c == '[' && k >= 0 && arrays_inline && used < cap) {
+                    /* An array of plain strings (roles, permissions, aud) in this loop. */
+                    size_t start = pos, arr = kept++;
+                    uint32_t elems = 0;
+                    used++;
+                    pos = ws_at(s, pos + 1, n);
+                    if (pos < n && s[pos] == ']') {
+                        pos++;
+                        done = true;
+                    } else {
+                        for (;;) {
+                            if (++elems > max_members)
+                                break;
+                            pos = ws_at(s, pos, n);
+                            if (pos >= n || s[pos] != '"' || used >= cap)
+                                break;
+                            q = scan_plain(s, pos + 1, n);
+                            if (q >= n || s[q] != '"')
+                                break;
+                            json_node *v = &nodes[kept++];
+                            v->type = JSON_STRING;
+                            v->raw = (uint32_t)pos;
+                            v->str = (const char *)s + pos + 1;
+                            v->len = (uint32_t)(q - pos - 1);
+                            v->next = (uint32_t)kept;
+                            used++;
+                            pos = ws_at(s, q + 1, n);
+                            if (pos >= n)
+                                break;
+                            unsigned char sep = s[pos++];
+                            if (sep == ']') {
+                                done = true;
+                                break;
+                            }
+                            if (sep != ',')
+                                break;
+                        }
+                    }
+                    if (done) {
+                        nodes[arr].type = JSON_ARRAY;
+                        nodes[arr].raw = (uint32_t)start;
+                        nodes[arr].str = NULL;
+                        nodes[arr].len = elems;
+                        nodes[arr].next = (uint32_t)kept;
+                    } else { /* rewind: the general parser decides */
+                        pos = start;
+                        used -= kept - value;
+                        kept = value;
+                    }
+                }
+                if (!done) {
+                    SYNC();
+                    if ((st = parse_container(p, 2, c == '{')) != IAM_OK)
+                        return st;
+                    pos = p->pos;
+                    used += d->count - kept;
+                    kept = d->count;
+                }
+            } else {
+                /* A literal or a number: one node (json_parse's, or ours when kept). */
+                json_type type;
+                size_t raw = pos;
+                if (c == 't' || c == 'f' || c == 'n') {
+                    static const char WORDS[3][5] = {"true", "false", "null"};
+                    static const json_type TYPES[3] = {JSON_TRUE, JSON_FALSE, JSON_NULL};
+                    int w = c == 't' ? 0 : c == 'f' ? 1 : 2;
+                    size_t wlen = w == 1 ? 5 : 4;
+                    uint32_t head = 0, want;
+                    memcpy(&want, WORDS[w] + wlen - 4, 4);
+                    if (n - pos >= wlen)
+                        memcpy(&head, s + pos + wlen - 4, 4);
+                    if (n - pos < wlen || head != want || s[pos] != (unsigned char)c) {
+                        /* json_parse makes the node first: a full array wins the message */
+                        p->full = used >= cap;
+                        FAIL_AT("bad literal");
+                    }
+                    FULL_UNLESS_ROOM();
+                    type = TYPES[w];
+                    pos += wlen;
+                } else {
+                    if (c != '-' && (unsigned)(c - '0') > 9)
+                        FAIL_AT("unexpected character");
+                    FULL_UNLESS_ROOM();
+                    type = JSON_NUMBER;
+                    if (c == '-')
+                        pos++;
+                    if (pos >= n)
+                        FAIL_AT("bad number");
+                    if (s[pos] == '0')
+                        pos++;
+                    else if ((unsigned)(s[pos] - '1') <= 8)
+                        pos = digits_at(s, pos + 1, n);
+                    else
+                        FAIL_AT("bad number");
+                    if (pos < n && s[pos] == '.') {
+                        size_t dg = ++pos;
+                        if ((pos = digits_at(s, pos, n)) == dg)
+                            FAIL_AT("bad number");
+                    }
+                    if (pos < n && (s[pos] | 0x20) == 'e') {
+                        pos++;
+                        if (pos < n && (s[pos] == '+' || s[pos] == '-'))
+                            pos++;
+                        size_t dg = pos;
+                        if ((pos = digits_at(s, pos, n)) == dg)
+                            FAIL_AT("bad number");
+                    }
+                }
+                used++;
+                if (k >= 0) {
+                    json_node *v = &nodes[kept++];
+                    v->type = (uint8_t)type;
+                    v->raw = (uint32_t)raw;
+                    v->str = type == JSON_NUMBER ? (const char *)s + raw : NULL;
+                    v->len = type == JSON_NUMBER ? (uint32_t)(pos - raw) : 0;
+                    v->next = (uint32_t)kept;
+                }
+            }
+            if (k >= 0) {
+                seen |= (uint64_t)1 << k; /* a slot seen twice: fewer bits than picks */
+                npicks++;
+                picked[k] = value;
+            } else {
+                kept = value; /* the value was checked; its nodes are not kept */
+                others[nothers].str = name;
+                others[nothers].len = name_len;
+                nothers++;
+            }
+            if (IAM_UNLIKELY(pos >= n || s[pos] <= ' ')) {
+                pos = ws_at(s, pos, n);
+                if (pos >= n)
+                    FAIL_AT("unterminated container");
+            }
+            c = s[pos++];
+            if (c == ',')
+                continue;
+            if (c == '}')
+                break;
+            if (IAM_UNLIKELY(c != ','))
+                FAIL_AT("expected ',' or '}'");
+        }
+    }
+    SYNC();
+#undef SYNC
+#undef FAIL_AT
+#undef FULL_UNLESS_ROOM
+    nodes[root].len = count;
+    nodes[root].next = (uint32_t)kept;
+    if ((size_t)__builtin_popcountll(seen) != npicks || names_repeat(others, nothers))
+        return iam_fail(p->err, IAM_E_MALFORMED, "%s has a duplicate member name", p->what);
+    return IAM_OK;
+}
+
+iam_status json_parse_picked(json_doc *doc, const char *text, size_t len, const json_limits *lim,
+                             const json_pick_entry names[64], size_t *picked, size_t npicked,
+                             json_node *node_buf, size_t node_cap, char *scratch_buf,
+                             size_t scratch_cap, const char *what, iam_error *err)
+{
+    memset(picked, 0, npicked * sizeof *picked);
+    if (npicked > 64)
+        return iam_fail(err, IAM_E_INTERNAL, "json_parse_picked takes at most 64 names");
+    iam_status st = doc_init(doc, len, lim, node_buf, node_cap, scratch_buf, scratch_cap, what, err);
+    if (st != IAM_OK)
+        return st;
+    parser p = {(const unsigned char *)text, 0, len, doc, lim, what, err, false, 0};
+    skip_ws(&p);
+    if (p.pos < len && p.s[p.pos] == '{')
+        st = parse_root_picked(&p, names, picked);
+    else
+        st = parse_value(&p, 0); /* not an object: exactly json_parse */
+    st = parse_finish(&p, st);
+    if (st != IAM_OK)
+        memset(picked, 0, npicked * sizeof *picked);
     return st;
 }
 

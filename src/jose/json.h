@@ -68,6 +68,33 @@ iam_status json_parse(json_doc *doc, const char *text, size_t len, const json_li
                       const char *what, iam_error *err);
 void json_doc_free(json_doc *doc);
 
+/*
+ * The names json_parse_picked keeps, as a table indexed by JSON_PICK_HASH(name): each name
+ * sits at its own hash (the table's author makes sure no two collide), padded with zeros
+ * to 16 bytes, with slot1 = its position in picked[] + 1 (0 marks an empty entry).
+ */
+#define JSON_PICK_HASH(len, last) (((unsigned)(len) + 10u * (unsigned char)(last)) & 63u)
+typedef struct json_pick_entry {
+    char name[16];
+    uint8_t len;   /* 3..16 */
+    uint8_t slot1;
+} json_pick_entry;
+
+/*
+ * json_parse for a text whose root is meant to be an object (a claim set), without a node
+ * per member: accepts exactly the texts json_parse accepts, with the same status codes.
+ * When the root is an object, node 0 is the root (its len the member count) and for each
+ * member whose name is in names[64] at slot k, picked[k] is the index of its value node,
+ * whose subtree is what json_parse would build; the other members' values are checked and
+ * not kept, so the doc serves lookups through picked[] only (not json_get,
+ * json_member_text). A root that is not an object parses exactly as json_parse. Slots are
+ * < npicked <= 64; picked[] is all 0 on failure and for names absent.
+ */
+iam_status json_parse_picked(json_doc *doc, const char *text, size_t len, const json_limits *lim,
+                             const json_pick_entry names[64], size_t *picked, size_t npicked,
+                             json_node *node_buf, size_t node_cap, char *scratch_buf,
+                             size_t scratch_cap, const char *what, iam_error *err);
+
 /* Member lookup in the object at index obj: index of the value node, or 0 when absent. */
 size_t json_get(const json_doc *doc, size_t obj, const char *name);
 
