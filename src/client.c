@@ -51,6 +51,7 @@ typedef struct jwks_state {
     int64_t last_kid_ms;    /* start of the last refresh for an unknown key */
     bool kid_ever;          /* last_kid_ms is set */
     int64_t backoff_ms;     /* after failures */
+    bool started;           /* the first fetch was started (the tier is fully set up) */
 } jwks_state;
 
 struct iam_client {
@@ -1606,16 +1607,18 @@ static bool jwks_fetch(iam_client *c)
     return true;
 }
 
+/* Posted by iam_client_new once c->http is set: the tick may refresh only from here on. */
 static void jwks_first_fetch(void *arg)
 {
     iam_client *c = arg;
+    c->jwks.started = true;
     jwks_fetch(c);
 }
 
 /* The background refresh, from the once-a-second tick (I/O thread). */
 static void jwks_tick(iam_client *c)
 {
-    if (c->http && c->jwks_fetch_url && !c->jwks.in_flight && http_now_ms(c->http) >= c->jwks.next_ms)
+    if (c->jwks.started && !c->jwks.in_flight && http_now_ms(c->http) >= c->jwks.next_ms)
         jwks_fetch(c);
 }
 

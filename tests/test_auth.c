@@ -33,6 +33,7 @@
 
 #include "authsvc.h"
 #include "iamclient.h"
+#include "mint.h"
 #include "net/auth.h"
 #include "redis_server.h"
 
@@ -708,11 +709,138 @@ static void test_redis_one_node_serves_another(void **state)
     rs_free(rs);
 }
 
+/* ------------------------------------------------------------ protocol (no I/O) */
+
+static char *unit_token(const char *claims)
+{
+    static const char K[] = "unit-test-secret-0123456789abcdefghijklmnop";
+    mint_key *k = mint_key_hmac(K, strlen(K));
+    char *t = mint_token("HS256", NULL, claims, k);
+    mint_key_free(k);
+    return t;
+}
+
+static iam_status map(const char *reply, const char *tok, iam_user **u, iam_error *e)
+{
+    return auth_reply_user(reply, strlen(reply), tok, strlen(tok), NULL, (int64_t)time(NULL), u, e);
+}
+
+static void test_reply_mapping(void **state)
+{
+    (void)state;
+    char claims[512];
+    snprintf(claims, sizeof claims,
+             "{\"sub\":\"1\",\"type\":\"access\",\"jti\":\"j-1\",\"exp\":%lld,\"iss\":\"omnibioai-auth\","
+             "\"aud\":\"omnibioai-platform\",\"token_version\":2,\"roles\":[\"from-token\"],\"x_custom\":[1,2]}",
+             (long long)time(NULL) + 600);
+    char *tok = unit_token(claims);
+    iam_user *u = NULL;
+    iam_error e = {0};
+    /* The contract's example, with an unknown field and absent optional ones. */
+    assert_int_equal(map("{\"valid\": true, \"user_id\": 1, \"email\": \"u@example.org\", "
+                         "\"roles\": [\"researcher\"], \"org_id\": 7, \"team_id\": null, "
+                         "\"schema_version\": 2, \"new_field\": {\"a\": 1}}", tok, &u, &e), IAM_OK);
+    assert_string_equal(iam_user_id(u), "1");
+    assert_string_equal(iam_user_org_id(u), "7");
+    assert_null(iam_user_team_id(u));
+    size_t n = 9;
+    iam_user_permissions(u, &n);
+    assert_int_equal(n, 0);                      /* absent list: empty */
+    assert_true(iam_user_has_role(u, "researcher"));
+    assert_false(iam_user_has_role(u, "from-token")); /* the service's view wins */
+    assert_string_equal(iam_user_jti(u), "j-1");     /* the token's own claims */
+    assert_int_equal(iam_user_token_version(u), 2);
+    char *x = iam_user_claim_json(u, "x_custom");
+    assert_string_equal(x, "[1,2]");
+    iam_free(x);
+    iam_user_release(u);
+    /* valid:false is a refusal; everything else off-contract is unavailable. */
+    assert_int_equal(map("{\"valid\":false}", tok, &u, &e), IAM_E_DENIED);
+    static const char *const bad[] = {
+        "", "[]", "null", "{\"valid\":\"true\"}", "{\"valid\":1,\"user_id\":1}", "{\"user_id\":1}",
+        "{\"valid\":true}", "{\"valid\":true,\"user_id\":\"\"}", "{\"valid\":true,\"user_id\":1.5}",
+        "{\"valid\":true,\"user_id\":-1}", "{\"valid\":true,\"user_id\":true}",
+        "{\"valid\":true,\"user_id\":1,\"user_id\":1}",   /* duplicate member */
+        "{\"valid\":true,\"valid\":false}",
+        "{\"valid\":true,\"user_id\":99999999999999999999}",
+        "{\"valid\":true,\"user_id\":1,\"roles\":\"admin\"}",
+        "{\"valid\":true,\"user_id\":1,\"roles\":[1]}",
+        "{\"valid\":true,\"user_id\":1,\"org_id\":[7]}",
+        "{\"valid\":true,\"user_id\":1,\"email\":5}",
+        "{\"valid\":true,\"user_id\":2}",                     /* another subject */
+        "{\"valid\":true,\"user_id\":1} trailing",
+        "<html>502</html>",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        iam_error be = {0};
+        iam_status st = map(bad[i], tok, &u, &be);
+        if (st != IAM_E_UNAVAILABLE)
+            fail_msg("reply %zu: %s", i, iam_status_name(st));
+        assert_null(u);
+        assert_true(be.message[0] != '\0');
+    }
+    free(tok);
+    /* A refresh token, an expired one: refused even though the service says valid. */
+    snprintf(claims, sizeof claims, "{\"sub\":\"1\",\"type\":\"refresh\",\"exp\":%lld,"
+             "\"iss\":\"omnibioai-auth\",\"aud\":\"omnibioai-platform\"}", (long long)time(NULL) + 600);
+    tok = unit_token(claims);
+    assert_int_equal(map("{\"valid\":true,\"user_id\":1}", tok, &u, &e), IAM_E_WRONG_TYPE);
+    free(tok);
+    snprintf(claims, sizeof claims, "{\"sub\":\"1\",\"type\":\"access\",\"exp\":%lld,"
+             "\"iss\":\"omnibioai-auth\",\"aud\":\"omnibioai-platform\"}", (long long)time(NULL) - 600);
+    tok = unit_token(claims);
+    assert_int_equal(map("{\"valid\":true,\"user_id\":\"1\"}", tok, &u, &e), IAM_E_EXPIRED);
+    free(tok);
+    /* The request body escapes; bytes no JWS holds are refused. */
+    size_t bl;
+    bool oom;
+    char *body = auth_validate_body("a.b.c", 5, &bl, &oom);
+    assert_string_equal(body, "{\"token\":\"a.b.c\"}");
+    free(body);
+    assert_null(auth_validate_body("a.b c", 5, &bl, &oom));
+    assert_false(oom);
+    body = auth_validate_body("a\"b\\c", 5, &bl, &oom);
+    assert_string_equal(body, "{\"token\":\"a\\\"b\\\\c\"}");
+    free(body);
+}
+
+static void test_breaker_states(void **state)
+{
+    (void)state;
+    auth_breaker b = {0};
+    bool probe;
+    for (int i = 0; i < AUTH_BREAKER_FAILURES - 1; i++) {
+        assert_true(auth_breaker_allow(&b, 0, &probe));
+        auth_breaker_record(&b, 0, false, probe);
+    }
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    assert_true(auth_breaker_allow(&b, 0, &probe));
+    auth_breaker_record(&b, 0, true, probe); /* a success resets the count */
+    for (int i = 0; i < AUTH_BREAKER_FAILURES; i++) {
+        assert_true(auth_breaker_allow(&b, 10, &probe));
+        auth_breaker_record(&b, 10, false, probe);
+    }
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_false(auth_breaker_allow(&b, 10 + AUTH_BREAKER_COOLDOWN_MS - 1, &probe));
+    assert_true(auth_breaker_allow(&b, 10 + AUTH_BREAKER_COOLDOWN_MS, &probe));
+    assert_true(probe);
+    assert_false(auth_breaker_allow(&b, 10 + AUTH_BREAKER_COOLDOWN_MS, &probe)); /* one probe */
+    auth_breaker_record(&b, 20 + AUTH_BREAKER_COOLDOWN_MS, false, true);
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_int_equal(b.opened, 2);
+    int64_t t = 20 + 2 * AUTH_BREAKER_COOLDOWN_MS;
+    assert_true(auth_breaker_allow(&b, t, &probe));
+    auth_breaker_record(&b, t, true, probe);
+    assert_int_equal(b.state, BREAKER_CLOSED);
+}
+
 #define T(f) cmocka_unit_test_setup(f, test_setup)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reply_mapping),
+        cmocka_unit_test(test_breaker_states),
         T(test_central_same_user_as_local),
         T(test_central_service_identity),
         T(test_central_refusals),
