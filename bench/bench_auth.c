@@ -8,6 +8,9 @@
  * bench on a free loopback port: its own time per request dominates both figures, so the
  * difference (not the ratio alone) is the tier's overhead.
  *
+ * A second table: the cost of swappable key sets on the verification path (a client with
+ * jwks_url takes a lock and a reference per verification) against fixed keys.
+ *
  *   bench_auth [--quick]
  */
 #include <curl/curl.h>
@@ -104,10 +107,51 @@ int main(int argc, char **argv)
     printf("| bare libcurl easy POST, same body, kept-alive connection | %.1f |\n", mb / 1e3);
     printf("\n| ratio | value |\n|---|---:|\n| tier / bare | %.2fx |\n| tier - bare | %.1f us |\n", mt / mb,
            (mt - mb) / 1e3);
-    printf("\nserver connections: %lld\n", as_stat(svc, "connections"));
     printf("\nmethod: %d interleaved batches of %d calls each, median of batch means. auth calls %" PRIu64
-           ", errors %" PRIu64 ".\n",
-           batches, per_batch, s.auth_calls, s.auth_errors);
+           ", errors %" PRIu64 "; connections the server accepted in all: %lld (keep-alive).\n",
+           batches, per_batch, s.auth_calls, s.auth_errors, as_stat(svc, "connections"));
+
+    /* The key-set swap's cost on the verification path: the same HS256 token verified
+     * (cache off) by a client whose keys can be swapped (jwks_url: lock + reference per
+     * verification) and by a local-only client (fixed keys: neither). */
+    char *hs = as_mint(svc, "{\"alg\":\"HS256\"}");
+    char jwks[256];
+    snprintf(jwks, sizeof jwks, "%s/.well-known/jwks.json", as_url(svc));
+    iam_client *dyn = NULL, *fixed = NULL;
+    iam_client_options_init(&o);
+    o.jwt_secret = as_secret();
+    o.cache_disabled = true;
+    o.mode = IAM_MODE_LOCAL_ONLY;
+    iam_client_new(&o, &fixed, NULL);
+    o.mode = IAM_MODE_LOCAL_FIRST;
+    o.jwks_url = jwks;
+    iam_client_new(&o, &dyn, NULL);
+    int vb = quick ? 5 : 21, vn = quick ? 2000 : 20000;
+    double *vd = calloc((size_t)vb, sizeof *vd), *vf = calloc((size_t)vb, sizeof *vf);
+    for (int b = 0; b < vb; b++) {
+        iam_client *cs[2] = {dyn, fixed};
+        double *out[2] = {vd, vf};
+        for (int k = 0; k < 2; k++) {
+            double t0 = bench_now_ns();
+            for (int i = 0; i < vn; i++) {
+                iam_user *u = NULL;
+                if (iam_client_resolve(cs[k], hs, strlen(hs), NULL, &u, NULL) != IAM_OK) {
+                    fprintf(stderr, "bench_auth: HS256 resolve failed\n");
+                    return 1;
+                }
+                iam_user_release(u);
+            }
+            out[k][b] = (bench_now_ns() - t0) / vn;
+        }
+    }
+    qsort(vd, (size_t)vb, sizeof *vd, bench_cmp_double);
+    qsort(vf, (size_t)vb, sizeof *vf, bench_cmp_double);
+    printf("\n| verification through the client, cache off, HS256 | median ns per call |\n|---|---:|\n");
+    printf("| swappable keys (jwks_url: lock + reference per verification) | %.0f |\n", vd[vb / 2]);
+    printf("| fixed keys (local-only) | %.0f |\n| ratio | %.3fx |\n", vf[vb / 2], vd[vb / 2] / vf[vb / 2]);
+    iam_client_free(dyn);
+    iam_client_free(fixed);
+    free(hs), free(vd), free(vf);
     curl_easy_cleanup(easy);
     curl_slist_free_all(h);
     free(body), free(tok), free(tier), free(bare);
