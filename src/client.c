@@ -1711,11 +1711,12 @@ static bool auth_validate_start(iam_client *c, pending *p)
     char *body = auth_validate_body(p->strings, p->len, &blen, &oom);
     auth_call *ac = body ? malloc(sizeof *ac) : NULL;
     if (!ac) {
+        bool no_memory = oom || body; /* body NULL without OOM: bytes no JWS holds */
         free(body);
         if (probe) /* nothing was asked: let the next call probe */
             c->breaker.state = BREAKER_OPEN, c->breaker.open_until = now;
-        p->st = oom || body ? iam_fail(&p->err, IAM_E_UNAVAILABLE, "out of memory for an auth-service call")
-                            : iam_fail(&p->err, IAM_E_MALFORMED, "the token holds bytes no JWS may hold");
+        p->st = no_memory ? iam_fail(&p->err, IAM_E_UNAVAILABLE, "out of memory for an auth-service call")
+                          : iam_fail(&p->err, IAM_E_MALFORMED, "the token holds bytes no JWS may hold");
         return false;
     }
     ac->p = p;
