@@ -68,6 +68,9 @@ extern "C" {
 #define IAM_MAX_NUMERIC_DATE 253402300799.0
 /** Largest integer identifier (org_id, team_id…) accepted: 2^53, exact in a double. */
 #define IAM_MAX_INTEGER_ID 9007199254740992.0
+/** Largest HTTP response body read from the auth service (a validation reply); a longer
+ *  one is cut off and the call is unavailable. JWKS documents use IAM_MAX_JWKS_BYTES. */
+#define IAM_MAX_HTTP_BODY_BYTES (64 * 1024)
 /** Size of the message buffer in iam_error. */
 #define IAM_ERROR_MESSAGE_BYTES 160
 
@@ -93,6 +96,7 @@ typedef enum iam_status {
     IAM_E_INVALID_CLAIM = -13,   /* a claim has the wrong JSON type or an out-of-range value */
     IAM_E_REVOKED = -14,         /* the token's jti (or its user's session) is revoked */
     IAM_E_WRONG_TENANT = -15,    /* the user does not belong to the required organisation */
+    IAM_E_DENIED = -16,          /* the central auth service answered {"valid": false} */
     /* The answer could not be obtained; the token is NOT known to be invalid. */
     IAM_E_UNAVAILABLE = -20,
     /* iam_client_cached only: no tier holds an answer for the token (not a refusal). */
@@ -317,12 +321,16 @@ IAM_EXTERN char *iam_user_to_json(const iam_user *u);
  *        │ with redis_url: verified with a jti → EXISTS blacklist:jti:<jti>;
  *        │ no key could verify → GET shared record + EXISTS, one round trip
  *        ▼                                  (the client's I/O thread)
+ *        │ still no key: refresh the JWKS once (shared, cooled down), verify again
+ *        │ still undecided, or central mode: POST <auth_url>/auth/validate
+ *        ▼                                  (the client's I/O thread, libcurl multi)
  *   store in L1 with TTL <= exp and <= max staleness (and in Redis for the other nodes);
  *   refusals cached briefly; revoked tokens never cached as valid
  *
- * The Redis tier runs on the client's one I/O thread (a libuv loop, hiredis async); a
- * subscriber on policy:invalidate evicts across nodes. The auth-service tier arrives in a
- * later release; auth_url/jwks_url are validated and recorded today.
+ * The network tiers run on the client's one I/O thread (a libuv loop; hiredis async,
+ * libcurl multi); a subscriber on policy:invalidate evicts across nodes. Keys are fetched
+ * from jwks_url (default <auth_url>/.well-known/jwks.json) at creation and refreshed in the
+ * background (Cache-Control max-age, ETag), and swapped in atomically.
  * A client is thread-safe: every function may be called from any thread.
  */
 typedef struct iam_client iam_client;
@@ -384,6 +392,19 @@ typedef struct iam_invalidation {
     bool malformed;        /* not a JSON object of the known shape: ignored (counted) */
 } iam_invalidation;
 
+/** Defaults and limits of the auth-service tier. */
+#define IAM_DEFAULT_AUTH_TIMEOUT_MS 2000  /* deadline of one auth-service call (retry included) */
+#define IAM_MAX_AUTH_TIMEOUT_MS 60000
+/** JWKS refresh: max-age is bounded to [MIN, MAX]; DEFAULT without Cache-Control. */
+#define IAM_JWKS_MIN_REFRESH_S 5
+#define IAM_JWKS_MAX_REFRESH_S 3600
+#define IAM_JWKS_DEFAULT_REFRESH_S 300
+/** After a failed JWKS fetch the next is tried after a delay doubling from this up to
+ *  IAM_JWKS_MAX_REFRESH_S. */
+#define IAM_JWKS_RETRY_MIN_MS 1000
+/** Shortest interval between two refreshes triggered by tokens with an unknown key. */
+#define IAM_JWKS_KID_COOLDOWN_MS 30000
+
 /** Longest URL accepted in options. */
 #define IAM_MAX_URL_BYTES 2048
 
@@ -398,10 +419,13 @@ typedef struct iam_client_options {
     const char *audience;
     const char *issuer;
     int64_t leeway_s;
-    /* Network tiers. auth_url/jwks_url are validated now and used by the auth-service tier
-     * (a later release). */
+    /* The auth-service tier. auth_url: the central auth service (validation fallback, and
+     * the default JWKS at <auth_url>/.well-known/jwks.json); required in central mode.
+     * jwks_url: where keys are fetched from (overrides the default). Neither is used in
+     * local-only mode. */
     const char *auth_url;      /* http(s)://host[:port][/path] */
     const char *jwks_url;      /* http(s)://… */
+    int64_t auth_timeout_ms;   /* deadline of one auth-service or JWKS call (0: default) */
     /* The Redis tier: redis://[[user]:password@]host[:port][/db] or
      * unix:///path/to/socket[?db=N&password=P] (percent-encoding allowed in user and
      * password). rediss:// (TLS) needs hiredis >= 1.0 with SSL; Debian 12 ships 0.14, so it
@@ -445,7 +469,7 @@ IAM_EXTERN void iam_client_options_init(iam_client_options *o);
 /**
  * Overlays settings from the environment: IAM_MODE (local-first|central|local-only),
  * IAM_JWT_SECRET, IAM_JWKS_FILE, IAM_PEM_FILE, IAM_AUDIENCE, IAM_ISSUER, IAM_LEEWAY_S,
- * IAM_AUTH_URL, IAM_JWKS_URL, IAM_REDIS_URL, IAM_CACHE_ENTRIES, IAM_CACHE_BYTES,
+ * IAM_AUTH_URL, IAM_JWKS_URL, IAM_AUTH_TIMEOUT_MS, IAM_REDIS_URL, IAM_CACHE_ENTRIES, IAM_CACHE_BYTES,
  * IAM_CACHE_TTL_S, IAM_NEGATIVE_TTL_S. Strings point into the environment (keep it
  * unchanged until iam_client_new returns). A malformed value is IAM_E_CONFIG naming the
  * variable (never echoing its value).
@@ -571,6 +595,23 @@ typedef struct iam_client_stats {
     uint64_t invalidations_heard;
     uint64_t invalidations_malformed;
     bool redis_connected, redis_subscribed;
+    /* the auth-service tier */
+    uint64_t auth_calls;         /* POST /auth/validate started (a retry is not a new call) */
+    uint64_t auth_valid;         /* answered valid and accepted */
+    uint64_t auth_denied;        /* answered {"valid": false} */
+    uint64_t auth_errors;        /* unavailable: timeout, refused, HTTP error, not the contract */
+    uint64_t auth_fast_failures; /* refused at once because the circuit breaker is open */
+    uint64_t auth_breaker_opened;/* times the breaker opened */
+    uint64_t http_retries;       /* connections retried (nothing had been sent) */
+    int auth_breaker_state;      /* 0 closed, 1 open, 2 half-open (one probe out) */
+    uint64_t jwks_fetches;       /* JWKS requests completed or failed */
+    uint64_t jwks_updates;       /* new key sets installed */
+    uint64_t jwks_not_modified;  /* 304 answers to a conditional fetch */
+    uint64_t jwks_failures;      /* failed fetches (the keys held stay in use) */
+    uint64_t kid_refreshes;      /* refreshes started for a token with an unknown key */
+    uint64_t kid_refreshes_coalesced; /* resolutions that waited for a refresh already running */
+    uint64_t kid_refreshes_suppressed; /* unknown-key resolutions inside the cooldown: no fetch */
+    uint64_t keys_held;          /* keys in the current key set */
     /* latencies: hits are sampled 1 in 64 to keep the clock off the hot path */
     iam_latency hit_latency, verify_latency;
 } iam_client_stats;

@@ -14,6 +14,8 @@
 #include "cache/record.h"
 #include "identity/identity.h"
 #include "identity/peek.h"
+#include "net/auth.h"
+#include "net/http.h"
 #include "net/loop.h"
 #include "net/redis.h"
 #include "client_internal.h"
@@ -38,9 +40,29 @@ typedef struct rev_mark {
     char jti[];
 } rev_mark;
 
+struct pending;
+
+/* The JWKS state: touched on the I/O thread only. */
+typedef struct jwks_state {
+    bool in_flight;         /* a fetch is running */
+    struct pending *waiters;/* resolutions waiting for it (an unknown key) */
+    char etag[HTTP_MAX_ETAG_BYTES + 1];
+    int64_t next_ms;        /* when the background refresh is due (loop clock) */
+    int64_t last_kid_ms;    /* start of the last refresh for an unknown key */
+    bool kid_ever;          /* last_kid_ms is set */
+    int64_t backoff_ms;     /* after failures */
+    bool started;           /* the first fetch was started (the tier is fully set up) */
+} jwks_state;
+
 struct iam_client {
     iam_mode mode;
+    /* The key set in use. Without JWKS it never changes and is read without a lock; with
+     * JWKS it is swapped by the I/O thread and read through keys_get/keys_put. */
     iam_keyset *ks;
+    iam_keyset *static_ks;  /* jwt_secret, files, keys: merged into every fetched set */
+    bool ks_dynamic;
+    pthread_mutex_t ks_lock;
+    _Atomic uint64_t ks_gen;   /* bumped by every swap */
     char *audience, *issuer, *auth_url, *jwks_url, *redis_url;
     int64_t leeway_s;
     l1_cache l1;
@@ -77,6 +99,18 @@ struct iam_client {
     char origin[17];            /* marks this client's publishes: its own echo is skipped */
     _Atomic uint64_t redis_hits, redis_misses, redis_bad, redis_revoked, redis_writes, inv_heard,
         inv_malformed;
+
+    /* the auth-service tier (http NULL without auth_url/jwks_url) */
+    http_tier *http;
+    char *validate_url;         /* NULL without auth_url */
+    char *jwks_fetch_url;       /* NULL without JWKS */
+    int64_t auth_timeout_ms;
+    jwks_state jwks;            /* I/O thread */
+    auth_breaker breaker;       /* I/O thread */
+    _Atomic int breaker_state;
+    _Atomic uint64_t auth_calls, auth_valid, auth_denied, auth_errors, auth_fast, auth_opened,
+        jwks_fetches, jwks_updates, jwks_304, jwks_failures, kid_refreshes, kid_coalesced,
+        kid_suppressed;
 };
 
 /* ------------------------------------------------------------------ clock */
@@ -189,6 +223,12 @@ iam_status iam_client_options_from_env(iam_client_options *o, iam_error *err)
                             IAM_MAX_REDIS_TIMEOUT_MS);
         o->redis_timeout_ms = n;
     }
+    if ((v = getenv("IAM_AUTH_TIMEOUT_MS")) && *v) {
+        if (!parse_i64(v, 1, IAM_MAX_AUTH_TIMEOUT_MS, &n))
+            return iam_fail(err, IAM_E_CONFIG, "IAM_AUTH_TIMEOUT_MS must be milliseconds from 1 to %d",
+                            IAM_MAX_AUTH_TIMEOUT_MS);
+        o->auth_timeout_ms = n;
+    }
     if ((v = getenv("IAM_REDIS_STALE_S")) && *v) {
         if (!parse_i64(v, 1, IAM_MAX_REDIS_STALE_S, &n))
             return iam_fail(err, IAM_E_CONFIG, "IAM_REDIS_STALE_S must be seconds from 1 to %d",
@@ -290,6 +330,7 @@ static uint64_t ctx_hash(uint64_t seed, const char *a, const char *b, const char
 }
 
 static void on_tick(void *arg);
+static void jwks_first_fetch(void *arg);
 static iam_status redis_setup(iam_client *c, const iam_client_options *o, const redis_url *u,
                               iam_error *err);
 
@@ -300,9 +341,13 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
     *out = NULL;
     if (o->mode != IAM_MODE_LOCAL_FIRST && o->mode != IAM_MODE_CENTRAL && o->mode != IAM_MODE_LOCAL_ONLY)
         return iam_fail(err, IAM_E_CONFIG, "unknown mode");
-    if (o->mode == IAM_MODE_CENTRAL)
+    if (o->mode == IAM_MODE_CENTRAL && !o->auth_url)
+        return iam_fail(err, IAM_E_CONFIG, "central mode needs auth_url (IAM_AUTH_URL): the auth service decides");
+    if (o->mode == IAM_MODE_LOCAL_ONLY && (o->auth_url || o->jwks_url))
         return iam_fail(err, IAM_E_CONFIG,
-                        "central mode needs the auth-service tier, which this build does not include yet");
+                        "local-only mode uses no network: drop auth_url/jwks_url or choose local-first");
+    if (o->auth_timeout_ms < 0 || o->auth_timeout_ms > IAM_MAX_AUTH_TIMEOUT_MS)
+        return iam_fail(err, IAM_E_CONFIG, "auth_timeout_ms must be 0..%d", IAM_MAX_AUTH_TIMEOUT_MS);
     if (o->leeway_s < 0 || o->leeway_s > 86400)
         return iam_fail(err, IAM_E_CONFIG, "leeway must be 0 to 86400 seconds");
     if (o->cache_ttl_s < 0 || o->cache_ttl_s > 86400 || o->negative_ttl_s < -1 ||
@@ -345,6 +390,7 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
     pthread_mutex_init(&c->stats_lock, NULL);
     pthread_mutex_init(&c->rev_lock, NULL);
     pthread_mutex_init(&c->inv_lock, NULL);
+    pthread_mutex_init(&c->ks_lock, NULL);
     atomic_init(&c->epoch, 0);
     c->mode = o->mode;
     c->ks = iam_keyset_new();
@@ -361,13 +407,36 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
     if (st == IAM_OK && o->keys && keyset_merge(c->ks, o->keys, err) != IAM_OK)
         st = iam_fail(err, IAM_E_CONFIG, "more than %d keys in all (jwt_secret, files and keys)",
                       IAM_MAX_KEYS);
-    if (st == IAM_OK && iam_keyset_count(c->ks) == 0)
+    if (st == IAM_OK && iam_keyset_count(c->ks) == 0 && o->mode != IAM_MODE_CENTRAL && !o->jwks_url &&
+        !o->auth_url)
         st = iam_fail(err, IAM_E_CONFIG,
-                      o->mode == IAM_MODE_LOCAL_ONLY || (!o->jwks_url && !o->auth_url)
-                          ? "no key: give jwt_secret, jwks_file, pem_file or keys (IAM_JWT_SECRET, "
-                            "IAM_JWKS_FILE, IAM_PEM_FILE)"
-                          : "no key held; fetching keys from jwks_url/auth_url needs the auth-service "
-                            "tier, which this build does not include yet");
+                      "no key: give jwt_secret, jwks_file, pem_file or keys (IAM_JWT_SECRET, IAM_JWKS_FILE, "
+                      "IAM_PEM_FILE), or auth_url/jwks_url to fetch keys from");
+    c->auth_timeout_ms = o->auth_timeout_ms ? o->auth_timeout_ms : IAM_DEFAULT_AUTH_TIMEOUT_MS;
+    if (st == IAM_OK && o->auth_url) {
+        size_t ul = strlen(o->auth_url);
+        while (ul > 0 && o->auth_url[ul - 1] == '/')
+            ul--;
+        c->validate_url = malloc(ul + sizeof AUTH_VALIDATE_PATH);
+        if (c->validate_url)
+            snprintf(c->validate_url, ul + sizeof AUTH_VALIDATE_PATH, "%.*s%s", (int)ul, o->auth_url,
+                     AUTH_VALIDATE_PATH);
+        if (o->mode != IAM_MODE_CENTRAL && !o->jwks_url) {
+            c->jwks_fetch_url = malloc(ul + sizeof AUTH_JWKS_PATH);
+            if (c->jwks_fetch_url)
+                snprintf(c->jwks_fetch_url, ul + sizeof AUTH_JWKS_PATH, "%.*s%s", (int)ul, o->auth_url,
+                         AUTH_JWKS_PATH);
+        }
+        if (!c->validate_url || (o->mode != IAM_MODE_CENTRAL && !o->jwks_url && !c->jwks_fetch_url))
+            st = iam_fail(err, IAM_E_NOMEM, "out of memory");
+    }
+    if (st == IAM_OK && o->jwks_url && o->mode != IAM_MODE_CENTRAL && !(c->jwks_fetch_url = strdup(o->jwks_url)))
+        st = iam_fail(err, IAM_E_NOMEM, "out of memory");
+    if (st == IAM_OK && c->jwks_fetch_url) { /* the static keys are kept to merge into fetched sets */
+        c->static_ks = c->ks;
+        c->ks = iam_keyset_retain(c->static_ks);
+        c->ks_dynamic = true;
+    }
     c->audience = dup_or_null(o->audience);
     c->issuer = dup_or_null(o->issuer);
     c->auth_url = dup_or_null(o->auth_url);
@@ -392,6 +461,12 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
         st = iam_fail(err, IAM_E_INTERNAL, "cannot start the I/O thread");
     if (st == IAM_OK && o->redis_url)
         st = redis_setup(c, o, &rurl, err);
+    if (st == IAM_OK && (c->validate_url || c->jwks_fetch_url)) {
+        if (http_tier_start(c->loop, &c->http) != IAM_OK)
+            st = iam_fail(err, IAM_E_INTERNAL, "cannot start the HTTP tier (libcurl)");
+        else if (c->jwks_fetch_url && !io_loop_post(c->loop, jwks_first_fetch, c))
+            st = iam_fail(err, IAM_E_NOMEM, "out of memory");
+    }
     if (st != IAM_OK) {
         iam_client_free(c);
         return st;
@@ -418,14 +493,21 @@ void iam_client_free(iam_client *c)
 {
     if (!c)
         return;
-    redis_tier_stop(c->redis); /* fails what is in flight while the loop still runs */
+    /* Fails what is in flight while the loop still runs: HTTP first (a resolution it fails
+     * may still ask Redis, which then fails it too). */
+    http_tier_stop(c->http);
+    redis_tier_stop(c->redis);
     io_loop_stop(c->loop);
+    http_tier_free(c->http);
     redis_tier_free(c->redis);
     record_keys_free(&c->rk);
     if (c->l1.shards)
         l1_destroy(&c->l1);
     rev_clear(c);
     iam_keyset_release(c->ks);
+    iam_keyset_release(c->static_ks);
+    free(c->validate_url), free(c->jwks_fetch_url);
+    pthread_mutex_destroy(&c->ks_lock);
     free(c->audience), free(c->issuer), free(c->auth_url), free(c->jwks_url), free(c->redis_url);
     pthread_mutex_destroy(&c->stats_lock);
     pthread_mutex_destroy(&c->rev_lock);
@@ -1106,11 +1188,14 @@ static iam_status cached_in_redis(iam_client *c, const char *token, size_t len,
     return st;
 }
 
+static void jwks_tick(iam_client *c);
+
 static void on_tick(void *arg)
 {
     iam_client *c = arg;
     int64_t now = now_ms(c);
     l1_sweep(&c->l1, now);
+    jwks_tick(c);
     pthread_mutex_lock(&c->rev_lock);
     rev_sweep_locked(c, now, false);
     pthread_mutex_unlock(&c->rev_lock);
@@ -1132,6 +1217,36 @@ static void count_result(iam_client *c, iam_status st, bool verified, uint64_t n
     pthread_mutex_unlock(&c->stats_lock);
 }
 
+/* The key set for one verification. With JWKS the I/O thread may swap it at any time: the
+ * reader takes a reference under the lock (a few nanoseconds, uncontended) and drops it
+ * after the verification, so a set is freed only when its last reader is done. */
+static iam_keyset *keys_get(iam_client *c)
+{
+    if (!c->ks_dynamic)
+        return c->ks;
+    pthread_mutex_lock(&c->ks_lock);
+    iam_keyset *ks = iam_keyset_retain(c->ks);
+    pthread_mutex_unlock(&c->ks_lock);
+    return ks;
+}
+
+static void keys_put(iam_client *c, iam_keyset *ks)
+{
+    if (c->ks_dynamic)
+        iam_keyset_release(ks);
+}
+
+/* Installs a new key set (I/O thread); the old one goes when its last reader is done. */
+static void keys_swap(iam_client *c, iam_keyset *ks)
+{
+    pthread_mutex_lock(&c->ks_lock);
+    iam_keyset *old = c->ks;
+    c->ks = ks;
+    atomic_fetch_add(&c->ks_gen, 1);
+    pthread_mutex_unlock(&c->ks_lock);
+    iam_keyset_release(old);
+}
+
 /* Local verification plus the checks no token can carry: revocation marks, tenant. */
 static iam_status resolve_uncached(iam_client *c, const char *token, size_t len,
                                    const iam_resolve_options *ro, int64_t now, iam_user **user,
@@ -1142,7 +1257,9 @@ static iam_status resolve_uncached(iam_client *c, const char *token, size_t len,
     vo.issuer = c->issuer;
     vo.leeway_s = c->leeway_s;
     uint64_t t0 = mono_ns();
-    iam_status st = iam_token_verify(token, len, c->ks, &vo, now / 1000, user, err);
+    iam_keyset *ks = keys_get(c);
+    iam_status st = iam_token_verify(token, len, ks, &vo, now / 1000, user, err);
+    keys_put(c, ks);
     uint64_t ns = mono_ns() - t0;
     if (st == IAM_OK && rev_is_marked(c, iam_user_jti(*user), now)) {
         iam_user_release(*user);
@@ -1272,21 +1389,36 @@ iam_status iam_client_cached(iam_client *c, const char *token, size_t len,
     }
 }
 
-/* ------------------------------------------------- resolutions through Redis */
+/* ------------------------------------------------- resolutions over the network */
 
-/* A resolution waiting for Redis: owns the flight (moved off the caller's stack) and a
- * copy of the token; completed on the I/O thread. */
+/*
+ * A resolution that needs the network: owns the flight (moved off the caller's stack) and
+ * a copy of the token; advanced and completed on the I/O thread. Its steps, each taken
+ * only while the answer is still undecided (no key here could verify the token):
+ *
+ *   1. Redis: the shared record (+ the revocation key), or only the revocation check of a
+ *      token verified here;
+ *   2. keys: one JWKS refresh shared by every resolution waiting for it (cooled down),
+ *      then a new local verification (+ its revocation check in Redis);
+ *   3. the auth service: POST /auth/validate (breaker, deadline, bounded retry).
+ *
+ * Central mode skips local verification and step 2.
+ */
 typedef struct pending {
     iam_client *c;
     l1_flight flight;
     l1_waiter *lead;        /* the request that started it */
+    struct pending *next_waiter; /* in the JWKS waiters */
     uint64_t epoch0;
+    uint64_t ks_gen;        /* the key set generation the verdict was reached with */
     int64_t now;
-    iam_status st;          /* the local verdict */
+    iam_status st;          /* the verdict so far */
     iam_user *user;
     iam_error err;
     bool lookup;            /* the shared record is read (no key could verify locally) */
-    iam_verify_options vo;  /* for the record's claims */
+    bool try_keys, try_auth;/* steps still to take while undecided */
+    iam_verify_options vo;  /* for the record's and the service's claims */
+    const char *audience;   /* the request's own audience, or NULL */
     char *required_org;
     record_ctx rctx;
     char key[RECORD_KEY_LEN + 1];
@@ -1343,6 +1475,45 @@ static void store_record(iam_client *c, const record_ctx *rctx, const char *key,
     free(value);
 }
 
+/* Ends the resolution: stores, ends the flight, answers every waiter, frees. */
+static void pending_finish(pending *p, iam_status st, iam_user *user, iam_error *err, int64_t cap)
+{
+    iam_client *c = p->c;
+    l1_waiter *w = finish_resolution(c, &p->flight, p->epoch0, now_ms(c), cap, &st, &user, err);
+    p->lead->next = w;
+    complete_waiters(p->lead, st, user, err);
+    if (user)
+        iam_user_release(user);
+    pending_free(p);
+}
+
+static void pending_advance(pending *p);
+static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n);
+
+/* Submits the revocation check of a token verified on the I/O thread (after a key
+ * refresh); false when there is nothing to check or no memory (the caller finishes). */
+static bool pending_check_revocation(pending *p)
+{
+    iam_client *c = p->c;
+    if (!c->redis || !p->user || !iam_user_jti(p->user) || strlen(iam_user_jti(p->user)) >= sizeof p->jti)
+        return false;
+    strcpy(p->jti, iam_user_jti(p->user));
+    p->lookup = false;
+    p->batch = redis_batch_new(on_pending_done, p);
+    char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
+    snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, p->jti);
+    const char *argv[] = {"EXISTS", key};
+    if (!p->batch || !batch_cmd(p->batch, 2, argv)) {
+        redis_batch_free(p->batch);
+        p->batch = NULL;
+        return false;
+    }
+    redis_batch *b = p->batch;
+    p->batch = NULL; /* owned by the Redis tier from here */
+    redis_submit(c->redis, b);
+    return true;
+}
+
 static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
 {
     pending *p = arg;
@@ -1351,11 +1522,15 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
     iam_status st = p->st;
     iam_user *user = p->user;
     p->user = NULL;
+    p->batch = NULL; /* owned and freed by the Redis tier */
     iam_error err = p->err;
     size_t ei = p->lookup ? 1 : 0; /* the EXISTS reply */
+    bool undecided = false;        /* no record: the later steps may still decide */
     if (!ok) {
         if (!p->lookup && st == IAM_OK && c->fail_open) {
             cap = now + c->stale_ms; /* accepted unchecked: re-checked soon */
+        } else if (p->lookup && (p->try_keys || p->try_auth)) {
+            undecided = true; /* the shared cache is down; the service can still answer */
         } else {
             if (user)
                 iam_user_release(user);
@@ -1375,6 +1550,7 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
         const char *argv[] = {"DEL", p->key};
         fire_and_forget(c, 2, argv);
     } else if (p->lookup) {
+        undecided = true;
         if (v[0].type == REDIS_REPLY_STRING && v[0].str) {
             iam_user *u = NULL;
             iam_status rst = IAM_OK;
@@ -1384,6 +1560,7 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
             if (r == RECORD_OK && p->jti[0] && (!iam_user_jti(u) || strcmp(iam_user_jti(u), p->jti) != 0))
                 r = RECORD_BAD; /* the revocation checked was another token's */
             if (r == RECORD_OK) {
+                undecided = false;
                 atomic_fetch_add(&c->redis_hits, 1);
                 if (p->required_org && !iam_user_in_org(u, p->required_org)) {
                     iam_user_release(u);
@@ -1393,6 +1570,7 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
                     st = IAM_OK;
                 }
             } else if (r == RECORD_REFUSED) {
+                undecided = false;
                 st = rst;
                 err = e;
             } else {
@@ -1409,23 +1587,338 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
         /* (an invalidation heard meanwhile may have deleted the user's records: not re-filled) */
         store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
     }
-    l1_waiter *w = finish_resolution(c, &p->flight, p->epoch0, now, cap, &st, &user, &err);
-    p->lead->next = w;
-    complete_waiters(p->lead, st, user, &err);
-    if (user)
+    if (undecided && (p->try_keys || p->try_auth)) {
+        p->st = st;
+        p->err = err;
+        pending_advance(p);
+        return;
+    }
+    pending_finish(p, st, user, &err, cap);
+}
+
+/* ---------------------------------------------------------------- JWKS */
+
+static void pending_keys_ready(pending *p);
+
+static void jwks_schedule(iam_client *c, int64_t now, int64_t max_age_s)
+{
+    int64_t s = max_age_s < 0 ? IAM_JWKS_DEFAULT_REFRESH_S : max_age_s;
+    if (s < IAM_JWKS_MIN_REFRESH_S)
+        s = IAM_JWKS_MIN_REFRESH_S;
+    if (s > IAM_JWKS_MAX_REFRESH_S)
+        s = IAM_JWKS_MAX_REFRESH_S;
+    c->jwks.next_ms = now + s * 1000;
+    c->jwks.backoff_ms = 0;
+}
+
+/* A fetched JWKS document: the static keys plus its keys, installed when it holds any. */
+static bool jwks_install(iam_client *c, const char *body, size_t len)
+{
+    iam_keyset *ks = iam_keyset_new();
+    size_t added = 0, skipped = 0;
+    bool ok = ks && (!c->static_ks || keyset_merge(ks, c->static_ks, NULL) == IAM_OK) &&
+              iam_keyset_add_jwks(ks, body, len, &added, &skipped, NULL) == IAM_OK && added > 0;
+    if (!ok) {
+        iam_keyset_release(ks);
+        return false;
+    }
+    keys_swap(c, ks);
+    return true;
+}
+
+static void on_jwks_done(void *arg, const http_response *r)
+{
+    iam_client *c = arg;
+    jwks_state *j = &c->jwks;
+    int64_t now = http_now_ms(c->http);
+    j->in_flight = false;
+    atomic_fetch_add(&c->jwks_fetches, 1);
+    bool ok = false;
+    if (r->outcome == HTTP_DONE && r->status == 200 && jwks_install(c, r->body, r->body_len)) {
+        atomic_fetch_add(&c->jwks_updates, 1);
+        memcpy(j->etag, r->etag, sizeof j->etag);
+        ok = true;
+    } else if (r->outcome == HTTP_DONE && r->status == 304 && j->etag[0]) {
+        atomic_fetch_add(&c->jwks_304, 1);
+        ok = true;
+    }
+    if (ok) {
+        jwks_schedule(c, now, r->max_age_s);
+    } else { /* the keys held stay in use; try again after a growing delay */
+        atomic_fetch_add(&c->jwks_failures, 1);
+        j->backoff_ms = j->backoff_ms ? j->backoff_ms * 2 : IAM_JWKS_RETRY_MIN_MS;
+        if (j->backoff_ms > IAM_JWKS_MAX_REFRESH_S * 1000)
+            j->backoff_ms = IAM_JWKS_MAX_REFRESH_S * 1000;
+        c->jwks.next_ms = now + j->backoff_ms;
+    }
+    pending *w = j->waiters;
+    j->waiters = NULL;
+    while (w) {
+        pending *next = w->next_waiter;
+        pending_keys_ready(w);
+        w = next;
+    }
+}
+
+/* Starts a fetch (I/O thread); false when it cannot start (stopping, OOM). */
+static bool jwks_fetch(iam_client *c)
+{
+    if (c->jwks.in_flight)
+        return true;
+    char inm[sizeof "If-None-Match: " + HTTP_MAX_ETAG_BYTES];
+    http_request q = {.method = "GET", .url = c->jwks_fetch_url, .timeout_ms = c->auth_timeout_ms,
+                      .max_body = IAM_MAX_JWKS_BYTES};
+    q.headers[0] = "Accept: application/json";
+    if (c->jwks.etag[0]) {
+        snprintf(inm, sizeof inm, "If-None-Match: %s", c->jwks.etag);
+        q.headers[1] = inm;
+    }
+    c->jwks.in_flight = true;
+    if (!http_start(c->http, &q, on_jwks_done, c)) {
+        c->jwks.in_flight = false;
+        return false;
+    }
+    return true;
+}
+
+/* Posted by iam_client_new once c->http is set: the tick may refresh only from here on. */
+static void jwks_first_fetch(void *arg)
+{
+    iam_client *c = arg;
+    c->jwks.started = true;
+    jwks_fetch(c);
+}
+
+/* The background refresh, from the once-a-second tick (I/O thread). */
+static void jwks_tick(iam_client *c)
+{
+    if (c->jwks.started && !c->jwks.in_flight && http_now_ms(c->http) >= c->jwks.next_ms)
+        jwks_fetch(c);
+}
+
+/* A resolution found no key for its token: wait for a refresh (one shared by every such
+ * resolution, at most one started per cooldown). False: no refresh to wait for. */
+static bool jwks_wait_refresh(iam_client *c, pending *p)
+{
+    jwks_state *j = &c->jwks;
+    if (!c->http || !c->jwks_fetch_url)
+        return false;
+    if (atomic_load(&c->ks_gen) != p->ks_gen) {
+        /* Keys arrived since this token was verified (the first fetch, typically): verify
+         * again with them before spending the cooldown on a fetch. */
+        pending_keys_ready(p);
+        return true;
+    }
+    if (j->in_flight) {
+        atomic_fetch_add(&c->kid_coalesced, 1);
+    } else {
+        int64_t now = http_now_ms(c->http);
+        if (j->kid_ever && now - j->last_kid_ms < IAM_JWKS_KID_COOLDOWN_MS) {
+            atomic_fetch_add(&c->kid_suppressed, 1);
+            return false;
+        }
+        if (!jwks_fetch(c))
+            return false;
+        j->kid_ever = true;
+        j->last_kid_ms = now;
+        atomic_fetch_add(&c->kid_refreshes, 1);
+    }
+    p->next_waiter = j->waiters;
+    j->waiters = p;
+    return true;
+}
+
+/* The refresh a resolution waited for is over (whatever its outcome): verify again. */
+static void pending_keys_ready(pending *p)
+{
+    iam_client *c = p->c;
+    iam_resolve_options ro = {.audience = p->audience, .required_org = p->required_org};
+    iam_user *user = NULL;
+    iam_error err = {IAM_OK, ""};
+    int64_t now = now_ms(c);
+    p->ks_gen = atomic_load(&c->ks_gen);
+    iam_status st = resolve_uncached(c, p->strings, p->len, &ro, now, &user, &err);
+    if (st == IAM_E_UNKNOWN_KEY) {
+        p->st = st;
+        p->err = err;
+        pending_advance(p);
+        return;
+    }
+    if (st == IAM_OK) {
+        p->st = st;
+        p->user = user;
+        if (pending_check_revocation(p))
+            return; /* on_pending_done finishes it */
+        p->user = NULL;
+        if (c->redis)
+            store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
+    }
+    pending_finish(p, st, user, &err, INT64_MAX);
+}
+
+/* ------------------------------------------------------- the auth service */
+
+static void on_auth_done(void *arg, const http_response *r);
+
+typedef struct auth_call {
+    pending *p;
+    bool probe;
+} auth_call;
+
+/* Starts POST /auth/validate for a resolution (I/O thread). False when it cannot start:
+ * p->st/p->err then say why. */
+static bool auth_validate_start(iam_client *c, pending *p)
+{
+    if (!c->http || !c->validate_url)
+        return false;
+    int64_t now = http_now_ms(c->http);
+    bool probe;
+    if (!auth_breaker_allow(&c->breaker, now, &probe)) {
+        atomic_fetch_add(&c->auth_fast, 1);
+        p->st = iam_fail(&p->err, IAM_E_UNAVAILABLE,
+                         "the auth service is failing: calls are refused for a while (circuit breaker open)");
+        return false;
+    }
+    atomic_store(&c->breaker_state, (int)c->breaker.state);
+    bool oom;
+    size_t blen = 0;
+    char *body = auth_validate_body(p->strings, p->len, &blen, &oom);
+    auth_call *ac = body ? malloc(sizeof *ac) : NULL;
+    if (!ac) {
+        bool no_memory = oom || body; /* body NULL without OOM: bytes no JWS holds */
+        free(body);
+        if (probe) /* nothing was asked: let the next call probe */
+            c->breaker.state = BREAKER_OPEN, c->breaker.open_until = now;
+        p->st = no_memory ? iam_fail(&p->err, IAM_E_UNAVAILABLE, "out of memory for an auth-service call")
+                          : iam_fail(&p->err, IAM_E_MALFORMED, "the token holds bytes no JWS may hold");
+        return false;
+    }
+    ac->p = p;
+    ac->probe = probe;
+    http_request q = {.method = "POST", .url = c->validate_url, .body = body, .body_len = blen,
+                      .timeout_ms = c->auth_timeout_ms, .max_body = IAM_MAX_HTTP_BODY_BYTES};
+    q.headers[0] = "Content-Type: application/json";
+    q.headers[1] = "Accept: application/json";
+    bool started = http_start(c->http, &q, on_auth_done, ac);
+    OPENSSL_cleanse(body, blen); /* the token: not left in freed memory */
+    free(body);
+    if (!started) {
+        free(ac);
+        if (probe)
+            c->breaker.state = BREAKER_OPEN, c->breaker.open_until = now;
+        p->st = iam_fail(&p->err, IAM_E_UNAVAILABLE, "the auth-service call could not be started");
+        return false;
+    }
+    atomic_fetch_add(&c->auth_calls, 1);
+    return true;
+}
+
+static void on_auth_done(void *arg, const http_response *r)
+{
+    auth_call *ac = arg;
+    pending *p = ac->p;
+    bool probe = ac->probe;
+    free(ac);
+    iam_client *c = p->c;
+    iam_error err = {IAM_OK, ""};
+    iam_user *user = NULL;
+    iam_status st;
+    int64_t now = now_ms(c);
+    switch (r->outcome) {
+    case HTTP_DONE:
+        if (r->status != 200)
+            st = iam_fail(&err, IAM_E_UNAVAILABLE, "the auth service answered HTTP %ld", r->status);
+        else
+            st = auth_reply_user(r->body, r->body_len, p->strings, p->len, &p->vo, now / 1000, &user, &err);
+        break;
+    case HTTP_FAILED_TIMEOUT:
+        st = iam_fail(&err, IAM_E_UNAVAILABLE, "the auth service did not answer within %lld ms",
+                      (long long)c->auth_timeout_ms);
+        break;
+    case HTTP_FAILED_CONNECT:
+        st = iam_fail(&err, IAM_E_UNAVAILABLE, "the auth service could not be reached (%d attempts)", r->attempts);
+        break;
+    case HTTP_FAILED_TOO_LARGE:
+        st = iam_fail(&err, IAM_E_UNAVAILABLE, "the auth service's reply is larger than %d bytes",
+                      IAM_MAX_HTTP_BODY_BYTES);
+        break;
+    case HTTP_FAILED_STOPPED:
+        st = iam_fail(&err, IAM_E_UNAVAILABLE, "the client is shutting down");
+        break;
+    default:
+        st = iam_fail(&err, IAM_E_UNAVAILABLE, "the auth-service connection failed before a complete reply");
+        break;
+    }
+    bool answered = st != IAM_E_UNAVAILABLE && st != IAM_E_NOMEM;
+    if (r->outcome != HTTP_FAILED_STOPPED) {
+        uint64_t opened = c->breaker.opened;
+        auth_breaker_record(&c->breaker, http_now_ms(c->http), answered, probe);
+        if (c->breaker.opened != opened)
+            atomic_fetch_add(&c->auth_opened, 1);
+        atomic_store(&c->breaker_state, (int)c->breaker.state);
+    }
+    if (!answered)
+        atomic_fetch_add(&c->auth_errors, 1);
+    if (st == IAM_E_DENIED) {
+        atomic_fetch_add(&c->auth_denied, 1);
+        /* A definite refusal: out of every tier (the negative entry is stored below). */
+        invalidate_token_local(c, p->strings, p->len);
+        if (c->redis) {
+            const char *argv[] = {"DEL", p->key};
+            fire_and_forget(c, 2, argv);
+        }
+    }
+    if (st == IAM_OK && rev_is_marked(c, iam_user_jti(user), now)) {
         iam_user_release(user);
-    p->batch = NULL; /* owned and freed by the Redis tier */
-    pending_free(p);
+        user = NULL;
+        st = iam_fail(&err, IAM_E_REVOKED, "token has been revoked");
+    }
+    if (st == IAM_OK && p->required_org && !iam_user_in_org(user, p->required_org)) {
+        iam_user_release(user);
+        user = NULL;
+        st = iam_fail(&err, IAM_E_WRONG_TENANT, "user does not belong to the required organisation");
+    }
+    if (st == IAM_OK) {
+        atomic_fetch_add(&c->auth_valid, 1);
+        if (c->redis)
+            store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
+    }
+    count_result(c, st, false, 0);
+    pending_finish(p, st, user, &err, INT64_MAX);
+}
+
+/* The next step of an undecided resolution (I/O thread). */
+static void pending_advance(pending *p)
+{
+    iam_client *c = p->c;
+    if (p->try_keys) {
+        p->try_keys = false;
+        if (jwks_wait_refresh(c, p))
+            return; /* pending_keys_ready continues */
+    }
+    if (p->try_auth) {
+        p->try_auth = false;
+        if (auth_validate_start(c, p))
+            return; /* on_auth_done finishes */
+    }
+    iam_error err = p->err;
+    pending_finish(p, p->st, NULL, &err, INT64_MAX);
+}
+
+static void pending_advance_task(void *arg)
+{
+    pending_advance(arg);
 }
 
 /*
- * Prepares a resolution that needs Redis: the revocation check of a verified token with a
- * jti, or the shared-record lookup of a token no key held could verify. Moves the flight
- * into the pending state. NULL on OOM (the caller answers unavailable).
+ * Prepares a resolution that needs the network: the revocation check of a verified token
+ * with a jti, or — for a token no key held could verify (or any token in central mode) —
+ * the shared-record lookup, a key refresh and the auth service, as configured. Moves the
+ * flight into the pending state. NULL on OOM (the caller answers unavailable).
  */
 static pending *pending_new(iam_client *c, l1_flight *flight, const char *token, size_t len,
                             const iam_resolve_options *ro, uint64_t epoch0, int64_t now, iam_status st,
-                            iam_user *user, const iam_error *err, bool lookup)
+                            iam_user *user, const iam_error *err, bool undecided)
 {
     const char *aud = ro && ro->audience ? ro->audience : NULL;
     const char *org = ro ? ro->required_org : NULL;
@@ -1440,7 +1933,9 @@ static pending *pending_new(iam_client *c, l1_flight *flight, const char *token,
     p->user = user;
     if (err)
         p->err = *err;
-    p->lookup = lookup;
+    p->lookup = undecided && c->redis;
+    p->try_keys = undecided && c->mode != IAM_MODE_CENTRAL && c->jwks_fetch_url;
+    p->try_auth = undecided && c->validate_url;
     p->len = len;
     memcpy(p->strings, token, len);
     char *at = p->strings + len + 1;
@@ -1453,32 +1948,38 @@ static pending *pending_new(iam_client *c, l1_flight *flight, const char *token,
         memcpy(at, org, ol);
         p->required_org = at;
     }
+    p->audience = aud;
     p->vo.audience = aud ? aud : c->audience;
     p->vo.issuer = c->issuer;
     p->vo.leeway_s = c->leeway_s;
-    if (aud)
-        record_ctx_init(&p->rctx, &c->rk, aud, c->issuer);
-    else
-        p->rctx = c->rctx;
-    record_key(&c->rk, &p->rctx, token, len, p->key);
-    if (lookup) {
+    if (c->redis) {
+        if (aud)
+            record_ctx_init(&p->rctx, &c->rk, aud, c->issuer);
+        else
+            p->rctx = c->rctx;
+        record_key(&c->rk, &p->rctx, token, len, p->key);
+    }
+    if (p->lookup) {
         token_peek pk;
         if (token_peek_claims(token, len, &pk, NULL) == IAM_OK)
             memcpy(p->jti, pk.jti, sizeof p->jti);
-    } else if (user && iam_user_jti(user) && strlen(iam_user_jti(user)) < sizeof p->jti) {
+    } else if (c->redis && user && iam_user_jti(user) && strlen(iam_user_jti(user)) < sizeof p->jti) {
         strcpy(p->jti, iam_user_jti(user));
     }
-    p->batch = redis_batch_new(on_pending_done, p);
-    bool ok = p->batch != NULL;
-    if (ok && lookup) {
-        const char *argv[] = {"GET", p->key};
-        ok = batch_cmd(p->batch, 2, argv);
-    }
-    if (ok && p->jti[0]) {
-        char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
-        snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, p->jti);
-        const char *argv[] = {"EXISTS", key};
-        ok = batch_cmd(p->batch, 2, argv);
+    bool ok = true;
+    if (c->redis && (p->lookup || p->jti[0])) {
+        p->batch = redis_batch_new(on_pending_done, p);
+        ok = p->batch != NULL;
+        if (ok && p->lookup) {
+            const char *argv[] = {"GET", p->key};
+            ok = batch_cmd(p->batch, 2, argv);
+        }
+        if (ok && p->jti[0]) {
+            char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
+            snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, p->jti);
+            const char *argv[] = {"EXISTS", key};
+            ok = batch_cmd(p->batch, 2, argv);
+        }
     }
     if (!ok) {
         p->user = NULL; /* stays the caller's */
@@ -1494,13 +1995,29 @@ static void pending_start(pending *p, l1_waiter *lead)
 {
     p->lead = lead;
     lead->next = NULL;
-    redis_submit(p->c->redis, p->batch);
+    if (p->batch) {
+        redis_batch *b = p->batch;
+        p->batch = NULL; /* owned by the Redis tier from here */
+        redis_submit(p->c->redis, b);
+    } else if (!io_loop_post(p->c->loop, pending_advance_task, p)) {
+        iam_error err;
+        iam_fail(&err, IAM_E_UNAVAILABLE, "the client's I/O thread is not running");
+        pending_finish(p, IAM_E_UNAVAILABLE, NULL, &err, INT64_MAX);
+    }
+}
+
+/* Whether a local verdict needs the network, and whether it is still undecided. */
+static bool needs_network(const iam_client *c, iam_status st, const iam_user *user, bool *undecided)
+{
+    *undecided = st == IAM_E_UNKNOWN_KEY &&
+                 (c->redis || c->validate_url || (c->jwks_fetch_url && c->mode != IAM_MODE_CENTRAL));
+    return *undecided || (c->redis && st == IAM_OK && iam_user_jti(user));
 }
 
 /*
  * The pipeline. With waiter == NULL a request that would have to wait returns CORE_BUSY
  * (waiting for another's resolution: nothing was registered) or CORE_PENDING (it leads a
- * resolution that needs Redis: *pend must be started with a waiter); the caller then
+ * resolution that needs the network: *pend must be started with a waiter); the caller then
  * allocates a waiter and retries or starts. With a waiter, both become CORE_JOINED.
  */
 static core_result resolve_core(iam_client *c, const char *token, size_t len,
@@ -1534,11 +2051,23 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
         break;
     }
     uint64_t epoch0 = atomic_load(&c->epoch);
-    *st = resolve_uncached(c, token, len, ro, now, user, err);
-    if (c->redis && ((*st == IAM_OK && iam_user_jti(*user)) || *st == IAM_E_UNKNOWN_KEY)) {
-        pending *p = pending_new(c, &flight, token, len, ro, epoch0, now, *st, *user, err,
-                                 *st == IAM_E_UNKNOWN_KEY);
+    uint64_t ks_gen = atomic_load(&c->ks_gen);
+    if (c->mode == IAM_MODE_CENTRAL) {
+        /* The service decides; only what is not a token at all is refused here. */
+        token_peek pk;
+        *st = token_peek_claims(token, len, &pk, err);
+        if (*st == IAM_OK)
+            *st = iam_fail(err, IAM_E_UNKNOWN_KEY, "central mode: the auth service decides");
+        else
+            count_result(c, *st, false, 0);
+    } else {
+        *st = resolve_uncached(c, token, len, ro, now, user, err);
+    }
+    bool undecided;
+    if (needs_network(c, *st, *user, &undecided)) {
+        pending *p = pending_new(c, &flight, token, len, ro, epoch0, now, *st, *user, err, undecided);
         if (p) {
+            p->ks_gen = ks_gen;
             if (waiter) {
                 pending_start(p, waiter);
                 return CORE_JOINED;
@@ -1549,7 +2078,7 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
         if (*user)
             iam_user_release(*user);
         *user = NULL;
-        *st = iam_fail(err, IAM_E_UNAVAILABLE, "out of memory for a Redis request");
+        *st = iam_fail(err, IAM_E_UNAVAILABLE, "out of memory for a network request");
     } else if (c->redis && *st == IAM_OK && !invalidated_since(c, epoch0, hash, *user)) {
         /* no jti, nothing to check: verified here, shared for the others */
         char key[RECORD_KEY_LEN + 1];
@@ -1566,6 +2095,7 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
     complete_waiters(w, *st, *user, err);
     return CORE_DONE;
 }
+
 
 /* ------------------------------------------------------------ async, sync */
 
@@ -1725,6 +2255,28 @@ void iam_client_stats_get(iam_client *c, iam_client_stats *s)
         s->invalidations_heard = atomic_load(&c->inv_heard);
         s->invalidations_malformed = atomic_load(&c->inv_malformed);
     }
+    if (c->http) {
+        const http_counters *hc = http_tier_counters(c->http);
+        s->network_calls += atomic_load(&hc->requests);
+        s->http_retries = atomic_load(&hc->retries);
+        s->auth_calls = atomic_load(&c->auth_calls);
+        s->auth_valid = atomic_load(&c->auth_valid);
+        s->auth_denied = atomic_load(&c->auth_denied);
+        s->auth_errors = atomic_load(&c->auth_errors);
+        s->auth_fast_failures = atomic_load(&c->auth_fast);
+        s->auth_breaker_opened = atomic_load(&c->auth_opened);
+        s->auth_breaker_state = atomic_load(&c->breaker_state);
+        s->jwks_fetches = atomic_load(&c->jwks_fetches);
+        s->jwks_updates = atomic_load(&c->jwks_updates);
+        s->jwks_not_modified = atomic_load(&c->jwks_304);
+        s->jwks_failures = atomic_load(&c->jwks_failures);
+        s->kid_refreshes = atomic_load(&c->kid_refreshes);
+        s->kid_refreshes_coalesced = atomic_load(&c->kid_coalesced);
+        s->kid_refreshes_suppressed = atomic_load(&c->kid_suppressed);
+    }
+    iam_keyset *ks = keys_get(c);
+    s->keys_held = iam_keyset_count(ks);
+    keys_put(c, ks);
 }
 
 typedef struct sbuf {
@@ -1822,6 +2374,19 @@ char *iam_client_stats_json(iam_client *c)
                   s.redis_connected ? "true" : "false", s.redis_subscribed ? "true" : "false", s.redis_hits,
                   s.redis_misses, s.redis_bad_records, s.redis_revoked, s.redis_errors, s.redis_writes,
                   s.redis_reconnects, s.invalidations_heard, s.invalidations_malformed);
+    if (c && c->http)
+        sb_printf(&b, ",\"auth\":{\"calls\":%" PRIu64 ",\"valid\":%" PRIu64 ",\"denied\":%" PRIu64
+                      ",\"errors\":%" PRIu64 ",\"fast_failures\":%" PRIu64 ",\"breaker_opened\":%" PRIu64
+                      ",\"breaker\":\"%s\",\"http_retries\":%" PRIu64 "},\"jwks\":{\"fetches\":%" PRIu64
+                      ",\"updates\":%" PRIu64 ",\"not_modified\":%" PRIu64 ",\"failures\":%" PRIu64
+                      ",\"kid_refreshes\":%" PRIu64 ",\"kid_refreshes_coalesced\":%" PRIu64
+                      ",\"kid_refreshes_suppressed\":%" PRIu64 ",\"keys\":%" PRIu64 "}",
+                  s.auth_calls, s.auth_valid, s.auth_denied, s.auth_errors, s.auth_fast_failures,
+                  s.auth_breaker_opened,
+                  s.auth_breaker_state == BREAKER_OPEN ? "open"
+                  : s.auth_breaker_state == BREAKER_HALF_OPEN ? "half-open" : "closed",
+                  s.http_retries, s.jwks_fetches, s.jwks_updates, s.jwks_not_modified, s.jwks_failures,
+                  s.kid_refreshes, s.kid_refreshes_coalesced, s.kid_refreshes_suppressed, s.keys_held);
     sb_printf(&b, "}");
     return sb_finish(&b);
 }
@@ -1895,6 +2460,36 @@ char *iam_client_metrics_prometheus(iam_client *c)
                       "iam_redis_up{connection=\"subscription\"} %d\n",
                   s.redis_connected, s.redis_subscribed);
     }
+    if (c && c->http) {
+        prom_counter(&b, "iam_auth_calls_total", "Calls to the auth service's /auth/validate.", s.auth_calls);
+        prom_counter(&b, "iam_auth_valid_total", "Auth-service answers accepted as valid.", s.auth_valid);
+        prom_counter(&b, "iam_auth_denied_total", "Auth-service answers {\"valid\": false}.", s.auth_denied);
+        prom_counter(&b, "iam_auth_errors_total",
+                     "Auth-service calls without a contract answer (timeout, refused, HTTP error, bad body).",
+                     s.auth_errors);
+        prom_counter(&b, "iam_auth_fast_failures_total", "Calls refused at once by the open circuit breaker.",
+                     s.auth_fast_failures);
+        prom_counter(&b, "iam_auth_breaker_opened_total", "Times the auth-service circuit breaker opened.",
+                     s.auth_breaker_opened);
+        sb_printf(&b, "# HELP iam_auth_breaker_state Circuit breaker: 0 closed, 1 open, 2 half-open.\n"
+                      "# TYPE iam_auth_breaker_state gauge\niam_auth_breaker_state %d\n", s.auth_breaker_state);
+        prom_counter(&b, "iam_http_retries_total", "HTTP connections retried (nothing had been sent).",
+                     s.http_retries);
+        prom_counter(&b, "iam_jwks_fetches_total", "JWKS fetches completed or failed.", s.jwks_fetches);
+        prom_counter(&b, "iam_jwks_updates_total", "New key sets installed from the JWKS.", s.jwks_updates);
+        prom_counter(&b, "iam_jwks_not_modified_total", "JWKS fetches answered 304 Not Modified.",
+                     s.jwks_not_modified);
+        prom_counter(&b, "iam_jwks_failures_total", "Failed JWKS fetches (the keys held stayed in use).",
+                     s.jwks_failures);
+        prom_counter(&b, "iam_kid_refreshes_total", "JWKS refreshes started for a token with an unknown key.",
+                     s.kid_refreshes);
+        prom_counter(&b, "iam_kid_refreshes_coalesced_total",
+                     "Unknown-key resolutions that waited for a refresh already running.", s.kid_refreshes_coalesced);
+        prom_counter(&b, "iam_kid_refreshes_suppressed_total",
+                     "Unknown-key resolutions inside the refresh cooldown (no fetch).", s.kid_refreshes_suppressed);
+    }
+    sb_printf(&b, "# HELP iam_keys Keys in the key set in use.\n# TYPE iam_keys gauge\niam_keys %" PRIu64 "\n",
+              s.keys_held);
     prom_histogram(&b, "iam_l1_hit_seconds", "In-process cache hit latency (1 in 64 sampled).", &s.hit_latency);
     prom_histogram(&b, "iam_verify_seconds", "Local verification latency.", &s.verify_latency);
     return sb_finish(&b);

@@ -28,6 +28,7 @@ static const status_text STATUS_TEXTS[] = {
     {IAM_E_INVALID_CLAIM, "invalid_claim", "a claim has an invalid type or value"},
     {IAM_E_REVOKED, "revoked", "token has been revoked"},
     {IAM_E_WRONG_TENANT, "wrong_tenant", "user does not belong to the required organisation"},
+    {IAM_E_DENIED, "denied", "the central auth service refused the token"},
     {IAM_E_UNAVAILABLE, "unavailable", "the answer could not be obtained"},
     {IAM_E_NOT_CACHED, "not_cached", "no cache holds an answer for the token"},
     {IAM_E_INVALID_ARGUMENT, "invalid_argument", "invalid argument"},
@@ -59,7 +60,7 @@ const char *iam_strerror(iam_status status)
 
 bool iam_status_is_rejection(iam_status status)
 {
-    return status <= IAM_E_MALFORMED && status >= IAM_E_WRONG_TENANT;
+    return status <= IAM_E_MALFORMED && status >= IAM_E_DENIED;
 }
 
 iam_status iam_fail(iam_error *err, iam_status code, const char *fmt, ...)

@@ -28,7 +28,9 @@ static const char USAGE[] =
     "commands:\n"
     "  verify [--secret S | --secret-file F] [--jwks FILE] [--pem FILE]\n"
     "         [--audience A] [--issuer I] [--leeway SECONDS] [--now EPOCH]\n"
-    "         [--repeat N] [--stats] [--redis URL [--cache-secret-file F]] TOKEN | -\n"
+    "         [--repeat N] [--stats] [--redis URL [--cache-secret-file F]]\n"
+    "         [--auth-url URL [--mode local-first|central]] [--jwks-url URL]\n"
+    "         [--auth-timeout MS] TOKEN | -\n"
     "      Verify an access token; print the user context as JSON (exit 0) or\n"
     "      'error: <reason>: <message>' on stderr (exit 1). Keys may be combined.\n"
     "      With no key option, the secret comes from $IAM_JWT_SECRET.\n"
@@ -36,6 +38,10 @@ static const char USAGE[] =
     "      --stats prints the client's per-tier counters as JSON on stderr at exit.\n"
     "      --redis URL resolves through the Redis tier (shared cache, revocation);\n"
     "      the cache secret is derived from the HMAC secret unless given in a file.\n"
+    "      --auth-url URL adds the central auth service: keys from its JWKS, and\n"
+    "      POST /auth/validate for a token no key here can verify; --mode central\n"
+    "      lets the service decide every token (no key needed). --jwks-url URL fetches\n"
+    "      keys from there. 'error: unavailable: …' (exit 2) when no answer came.\n"
     "  revoke --redis URL [--secret S | --secret-file F] [--cache-secret-file F] TOKEN | -\n"
     "      Revoke a token platform-wide: write blacklist:jti:<jti> until its exp and\n"
     "      publish the invalidation. Prints {\"revoked\":true,\"jti\":…} (exit 0);\n"
@@ -209,6 +215,9 @@ static int64_t fixed_clock_ms(void *ctx)
  * usage-level failure to create the client is reported like a key error (exit 2). */
 typedef struct net_opts {
     const char *redis_url;
+    const char *auth_url, *jwks_url;
+    bool central;
+    int64_t auth_timeout_ms;
     const char *secret;       /* the HMAC secret given (the cache secret derives from it) */
     char *cache_secret;       /* from --cache-secret-file */
 } net_opts;
@@ -220,8 +229,12 @@ static iam_status verify_through_client(iam_keyset *ks, const iam_verify_options
 {
     iam_client_options o;
     iam_client_options_init(&o);
-    o.mode = net->redis_url ? IAM_MODE_LOCAL_FIRST : IAM_MODE_LOCAL_ONLY;
+    bool network = net->redis_url || net->auth_url || net->jwks_url;
+    o.mode = net->central ? IAM_MODE_CENTRAL : network ? IAM_MODE_LOCAL_FIRST : IAM_MODE_LOCAL_ONLY;
     o.redis_url = net->redis_url;
+    o.auth_url = net->auth_url;
+    o.jwks_url = net->jwks_url;
+    o.auth_timeout_ms = net->auth_timeout_ms;
     o.cache_secret = net->cache_secret;
     o.jwt_secret = net->redis_url ? net->secret : NULL;
     o.keys = ks;
@@ -283,6 +296,20 @@ static int cmd_verify(int argc, char **argv)
             have_key = true, i++;
         } else if (strcmp(a, "--redis") == 0) {
             net.redis_url = v, i++;
+        } else if (strcmp(a, "--auth-url") == 0) {
+            net.auth_url = v, i++;
+        } else if (strcmp(a, "--jwks-url") == 0) {
+            net.jwks_url = v, i++;
+        } else if (strcmp(a, "--mode") == 0) {
+            if (strcmp(v, "central") == 0)
+                net.central = true;
+            else if (strcmp(v, "local-first") != 0)
+                rc = usage_error("%s", "--mode is local-first or central");
+            i++;
+        } else if (strcmp(a, "--auth-timeout") == 0) {
+            if (!parse_int64(v, 1, IAM_MAX_AUTH_TIMEOUT_MS, &net.auth_timeout_ms))
+                rc = usage_error("--auth-timeout needs milliseconds from 1 to %d", IAM_MAX_AUTH_TIMEOUT_MS);
+            i++;
         } else if (strcmp(a, "--cache-secret-file") == 0) {
             size_t n;
             free(net.cache_secret);
@@ -322,12 +349,15 @@ static int cmd_verify(int argc, char **argv)
             token_src = a;
         }
     }
+    if (rc == 0 && net.central && !net.auth_url)
+        rc = usage_error("%s", "--mode central needs --auth-url (the service decides)");
     if (rc == 0 && !have_key) {
         const char *env = getenv("IAM_JWT_SECRET");
         if (env && *env)
             secret = env, secret_len = strlen(env);
-        else
-            rc = usage_error("%s", "no key: give --secret, --secret-file, --jwks or --pem (or set IAM_JWT_SECRET)");
+        else if (!net.auth_url && !net.jwks_url)
+            rc = usage_error("%s", "no key: give --secret, --secret-file, --jwks or --pem (or set IAM_JWT_SECRET),"
+                                   " or --auth-url/--jwks-url");
     }
     /* With Redis the client takes the secret itself (its cache secret derives from it). */
     if (rc == 0 && secret && !net.redis_url)
@@ -354,7 +384,7 @@ static int cmd_verify(int argc, char **argv)
     iam_user *user = NULL;
     iam_error e = {0};
     iam_status st;
-    if (repeat || stats || net.redis_url)
+    if (repeat || stats || net.redis_url || net.auth_url || net.jwks_url)
         st = verify_through_client(ks, &opts, fixed_now ? &now : NULL, token, len,
                                    repeat ? repeat : 1, stats, &net, &user, &e);
     else

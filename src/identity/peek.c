@@ -21,19 +21,28 @@ static void copy_str(const json_doc *d, size_t i, char *out, size_t cap)
     }
 }
 
-iam_status token_peek_claims(const char *token, size_t len, token_peek *out, iam_error *err)
+iam_status token_peek_payload(const char *token, size_t len, unsigned char *buf, size_t *out_len,
+                              iam_error *err)
 {
-    memset(out, 0, sizeof *out);
     if (len > IAM_MAX_TOKEN_BYTES)
         return iam_fail(err, IAM_E_TOO_LARGE, "token is %zu bytes; the limit is %d", len, IAM_MAX_TOKEN_BYTES);
     const char *d1 = memchr(token, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
         return iam_fail(err, IAM_E_MALFORMED, "a token has exactly three segments");
+    if (!b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, out_len))
+        return iam_fail(err, IAM_E_MALFORMED, "the payload is not canonical base64url");
+    return IAM_OK;
+}
+
+iam_status token_peek_claims(const char *token, size_t len, token_peek *out, iam_error *err)
+{
+    memset(out, 0, sizeof *out);
     unsigned char payload[IAM_MAX_TOKEN_BYTES / 4 * 3 + 2];
     size_t plen;
-    if (!b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), payload, &plen))
-        return iam_fail(err, IAM_E_MALFORMED, "the payload is not canonical base64url");
+    iam_status pst = token_peek_payload(token, len, payload, &plen, err);
+    if (pst != IAM_OK)
+        return pst;
     json_node nodes[256];
     char scratch[1024];
     json_doc d;

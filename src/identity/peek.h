@@ -17,4 +17,12 @@ typedef struct token_peek {
 /** IAM_E_MALFORMED unless the token is three base64url segments with a JSON object payload. */
 iam_status token_peek_claims(const char *token, size_t len, token_peek *out, iam_error *err);
 
+/**
+ * Decodes the payload segment of a compact token WITHOUT verifying anything into buf
+ * (IAM_MAX_TOKEN_BYTES / 4 * 3 + 2 bytes). IAM_E_MALFORMED unless the token has three
+ * segments and a canonical base64url payload; IAM_E_TOO_LARGE over IAM_MAX_TOKEN_BYTES.
+ */
+iam_status token_peek_payload(const char *token, size_t len, unsigned char *buf, size_t *out_len,
+                              iam_error *err);
+
 #endif

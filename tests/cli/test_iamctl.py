@@ -641,6 +641,40 @@ def t_redis_usage(rs):
     check(res.code == 2 and res.err.startswith("error: missing_claim: "), "revoke without jti", res)
 
 
+def t_auth_service():
+    """verify --auth-url URL [--mode central]: through the test auth service."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "authsvc"))
+    from authsvc import AuthService
+    env = base_env()
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(name, None)
+    with AuthService() as svc:
+        tok = svc.mint(user_id=3)
+        r = verify(tok, "--auth-url", svc.url, "--mode", "central", now=None, env=env)
+        expect_accepted(r, user_id="3", org_id="1")
+        check(svc.stats()["validate"] == 1, "central mode asked the service once", r)
+        # local-first: RS256 keys come from the service's JWKS; no validation call
+        rs = svc.mint(user_id=1, alg="RS256")
+        r = verify(rs, "--auth-url", svc.url, now=None, env=env)
+        expect_accepted(r, user_id="1", org_id="7")
+        check(svc.stats()["validate"] == 1, "local-first verified RS256 with fetched keys", r)
+        r = verify(rs, "--jwks-url", svc.url + "/.well-known/jwks.json", now=None, env=env)
+        expect_accepted(r, user_id="1", org_id="7")
+        refresh = svc.mint(type="refresh")
+        expect_rejected(verify(refresh, "--auth-url", svc.url, "--mode", "central", now=None, env=env),
+                        "wrong_type")
+        forged = svc.mint(secret="not-the-service-secret-0123456789abcdef")
+        expect_rejected(verify(forged, "--auth-url", svc.url, "--mode", "central", now=None, env=env),
+                        "denied")
+        svc.mode("error500")
+        r = verify(tok, "--auth-url", svc.url, "--mode", "central", "--auth-timeout", "2000", now=None, env=env)
+        check(r.code == 2 and r.err.startswith("error: unavailable: "), "unavailable is exit 2", r)
+        check(tok not in r.err, "no token on stderr", r)
+        svc.mode("normal")
+    expect_usage(run("verify", "--mode", "central", "x.y.z"))
+    expect_usage(run("verify", "--mode", "sideways", "--auth-url", "http://127.0.0.1:9", "x.y.z"))
+
+
 def main():
     global IAMCTL, TMP
     if len(sys.argv) != 2:
@@ -683,6 +717,7 @@ def main():
             ("secret_never_on_stderr", t_secret_never_on_stderr, False),
             ("stdin_past_limit_is_too_large", t_stdin_past_limit_is_too_large, False),
             ("option_values_never_echoed", t_option_values_never_echoed, False),
+            ("auth_service", t_auth_service, False),
         ]
         rs = None
         if shutil.which("redis-server"):
