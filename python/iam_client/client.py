@@ -40,9 +40,6 @@ DEFAULT_REDIS_URL = "redis://localhost:6379"
 MAX_SECRET_CLIENTS = 8
 
 _DIGEST_KEY = _secrets.token_bytes(32)  # per process: digests are useless outside it
-_NO_AUTH_TIER = ("validate_remote needs libiamclient's auth-service tier, which is not in "
-                 "this build (tokens are verified locally by get_user)")
-
 
 def _secret_bytes(secret):
     if isinstance(secret, str):
@@ -119,9 +116,11 @@ class _ClientCore:
         self._keysets = {}            # digest -> _native.Keyset, for decode_local
         self._closed = False
         configured = secret if secret is not None else _env("IAM_JWT_SECRET")
+        self._configured_secret = configured
         self._default_key = _digest(configured) if configured is not None else None
         self._default = None          # the main C client, once created
         self._last = (None, None)     # (secret object, C client): identity fast path
+        self._remote_client = None    # central mode, for validate_remote (created on first use)
         has_keys = any(v is not None for v in (jwks_file, pem_file, _env("IAM_JWKS_FILE"),
                                                _env("IAM_PEM_FILE")))
         if configured is not None or has_keys:
@@ -187,6 +186,25 @@ class _ClientCore:
     def _all_clients(self):
         with self._lock:
             return list(self._clients.values())
+
+    def _remote(self):
+        """The C client validate_remote uses: central mode (the auth service decides), its
+        in-process cache off so every call is a real validation (concurrent calls for one
+        token still share one request; another node's shared record may answer)."""
+        with self._lock:
+            if self._closed:
+                raise IAMError("the client is closed")
+            if self._remote_client is None:
+                if not self._options.get("auth_url") and _env("IAM_AUTH_URL") is None:
+                    raise IAMError("validate_remote needs the auth service: pass base_url or "
+                                   "set IAM_AUTH_URL")
+                options = dict(self._options, mode="central", cache_disabled=True)
+                if self._configured_secret is not None:
+                    # not for verifying (central mode asks the service): it keys the
+                    # shared cache's records, as for the client's other C clients
+                    options["jwt_secret"] = self._configured_secret
+                self._remote_client = _native.Client(**options)
+            return self._remote_client
 
     # -- results ----------------------------------------------------------------------
 
@@ -312,6 +330,9 @@ class _ClientCore:
             self._clients.clear()
             self._default = None
             self._last = (None, None)
+            if self._remote_client is not None:
+                clients.append(self._remote_client)
+                self._remote_client = None
         for c in clients:
             c.close()
 
@@ -364,9 +385,15 @@ class AsyncIAMClient(_ClientCore):
         return self._user_or_raise(result)
 
     async def validate_remote(self, token):
-        """Validates ``token`` with the auth service. Raises ``IAMError`` in this build: the
-        C library's auth-service tier is not there yet."""
-        raise IAMError(_NO_AUTH_TIER)
+        """Asks the auth service (``POST /auth/validate``) about ``token``: the
+        ``UserContext``, or None when it is refused (the service said ``valid: false``, or
+        the token is not an access token) or no answer could be had. Never blocks the loop."""
+        if token is None:
+            return None
+        result = self._remote().begin(token, None, None)
+        if result.__class__ is not UserContext and result.__class__ is not tuple:
+            result = await result
+        return result if result.__class__ is UserContext else None
 
     async def aclose(self):
         """close() on a worker thread: waiting for requests in flight never blocks the loop
@@ -403,8 +430,11 @@ class IAMClientSync(_ClientCore):
         return self._user_or_raise(self._pick(secret).resolve(token, audience, required_org))
 
     def validate_remote(self, token):
-        """Raises ``IAMError``: the auth-service tier is not in this build."""
-        raise IAMError(_NO_AUTH_TIER)
+        """Asks the auth service about ``token`` (blocking): the ``UserContext`` or None."""
+        if token is None:
+            return None
+        result = self._remote().resolve(token, None, None)
+        return result if result.__class__ is UserContext else None
 
     def __enter__(self):
         return self

@@ -5,7 +5,7 @@ import pytest
 
 import iam_client
 from iam_client import (AsyncIAMClient, AuthenticationError, AuthorizationError, IAMClient,
-                        IAMError, TokenPayload, UserContext)
+                        IAMClientSync, IAMError, TokenPayload, UserContext)
 from iam_client.client import AsyncIAMClient as ClientFromModule
 from iam_client.exceptions import IAMError as IAMErrorFromModule
 from iam_client.models import TokenPayload as TokenPayloadFromModule
@@ -123,9 +123,39 @@ def test_evict_cache(sync_client):
     sync_client.evict_cache(None)
 
 
-async def test_validate_remote_says_the_tier_is_missing(client):
-    with pytest.raises(IAMError, match="auth-service tier"):
-        await client.validate_remote(mint())
+def _auth_service():
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "tests", "authsvc"))
+    from authsvc import AuthService
+    return AuthService()
+
+
+async def test_validate_remote_asks_the_auth_service(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with _auth_service() as svc:
+        c = AsyncIAMClient(svc.url, secret=SECRET_A)
+        try:
+            token = svc.mint(user_id=3)
+            user = await c.validate_remote(token)
+            assert user is not None and user.user_id == "3" and user.org_id == "1"
+            assert svc.stats()["validate"] == 1
+            assert await c.validate_remote(svc.mint(type="refresh")) is None   # not access
+            assert await c.validate_remote(mint()) is None   # signed with another secret: denied
+            assert await c.validate_remote("not-a-token") is None
+            assert await c.validate_remote(None) is None
+        finally:
+            c.close()
+        with IAMClientSync(svc.url, secret=SECRET_A) as sc:
+            assert sc.validate_remote(svc.mint(user_id=1)).user_id == "1"
+    c = AsyncIAMClient(None, secret=SECRET_A)
+    try:
+        with pytest.raises(IAMError, match="auth service"):
+            await c.validate_remote(mint())
+    finally:
+        c.close()
 
 
 def test_user_context_keyword_construction():

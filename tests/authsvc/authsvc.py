@@ -1118,6 +1118,7 @@ class AuthService:
 
     def __exit__(self, *exc):
         self.stop()
+        self._stderr.close()  # kept open by stop() for stderr_text(); done with it now
 
     # ---- HTTP
 
