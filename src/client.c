@@ -755,11 +755,24 @@ static void fire_and_forget(iam_client *c, int argc, const char *const *argv)
         redis_batch_free(b);
 }
 
+/* The message for an invalidation, in a buffer that fits any id (escaping can grow a byte
+ * to six). Caller frees; NULL on OOM. */
+static char *invalidation_message_new(const iam_client *c, const char *user_id, const char *jti, bool all)
+{
+    size_t cap = 6 * ((user_id ? strlen(user_id) : 0) + (jti ? strlen(jti) : 0)) + 128;
+    char *msg = malloc(cap);
+    if (msg && !invalidation_message(msg, cap, c->origin, user_id, jti, all)) {
+        free(msg);
+        msg = NULL;
+    }
+    return msg;
+}
+
 /* Best effort: published for the other nodes; nobody waits. */
 static void publish(iam_client *c, const char *user_id, const char *jti, bool all)
 {
-    char msg[2 * (6 * IAM_MAX_KID_BYTES + 32)];
-    if (!c->redis || !invalidation_message(msg, sizeof msg, c->origin, user_id, jti, all))
+    char *msg = c->redis ? invalidation_message_new(c, user_id, jti, all) : NULL;
+    if (!msg)
         return;
     redis_batch *b = redis_batch_new(NULL, NULL);
     const char *argv[] = {"PUBLISH", IAM_REDIS_CHANNEL, msg};
@@ -767,6 +780,7 @@ static void publish(iam_client *c, const char *user_id, const char *jti, bool al
         redis_submit(c->redis, b);
     else
         redis_batch_free(b);
+    free(msg);
 }
 
 /* Deletes a user's shared records through the user's index, in one server-side step
@@ -816,8 +830,8 @@ size_t iam_client_invalidate_token(iam_client *c, const char *token, size_t len)
     delete_token_record(c, token, len);
     if (c->redis) { /* published by jti: a token never travels through Redis */
         token_peek pk;
-        if (token_peek_claims(token, len, &pk, NULL) == IAM_OK && (pk.jti[0] || pk.sub[0]))
-            publish(c, pk.jti[0] ? NULL : pk.sub, pk.jti[0] ? pk.jti : NULL, false);
+        if (token_peek_claims(token, len, &pk, NULL) == IAM_OK && (pk.has_jti || pk.sub[0]))
+            publish(c, pk.has_jti ? NULL : pk.sub, pk.has_jti ? pk.jti : NULL, false);
     }
     return n;
 }
@@ -835,15 +849,37 @@ size_t iam_client_invalidate_user(iam_client *c, const char *user_id)
 /* Writes the platform's revocation key; done (may be NULL) hears whether Redis confirmed. */
 static bool blacklist_batch(iam_client *c, redis_batch *b, const char *jti, int64_t ttl_s)
 {
-    char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES], ttl[24];
-    snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, jti);
+    size_t jl = strlen(jti), pl = sizeof IAM_REDIS_BLACKLIST_PREFIX - 1;
+    char *key = malloc(pl + jl + 1), ttl[24];
+    if (!key)
+        return false;
+    memcpy(key, IAM_REDIS_BLACKLIST_PREFIX, pl);
+    memcpy(key + pl, jti, jl + 1);
     snprintf(ttl, sizeof ttl, "%lld", (long long)(ttl_s < 1 ? 1 : ttl_s));
     const char *argv[] = {"SET", key, "1", "EX", ttl};
     size_t lens[5];
     for (int i = 0; i < 5; i++)
         lens[i] = strlen(argv[i]);
     (void)c;
-    return redis_batch_add(b, 5, argv, lens);
+    bool ok = redis_batch_add(b, 5, argv, lens);
+    free(key);
+    return ok;
+}
+
+/* Adds EXISTS blacklist:jti:<jti> (any length) to a batch. */
+static bool exists_blacklist(redis_batch *b, const char *jti)
+{
+    size_t jl = strlen(jti), pl = sizeof IAM_REDIS_BLACKLIST_PREFIX - 1;
+    char *key = malloc(pl + jl + 1);
+    if (!key)
+        return false;
+    memcpy(key, IAM_REDIS_BLACKLIST_PREFIX, pl);
+    memcpy(key + pl, jti, jl + 1);
+    const char *argv[] = {"EXISTS", key};
+    size_t lens[] = {6, pl + jl};
+    bool ok = redis_batch_add(b, 2, argv, lens);
+    free(key);
+    return ok;
 }
 
 size_t iam_client_revoke_jti(iam_client *c, const char *jti)
@@ -852,7 +888,7 @@ size_t iam_client_revoke_jti(iam_client *c, const char *jti)
         return 0;
     rev_mark_add(c, jti, now_ms(c)); /* marked first: a resolution from now on is refused */
     size_t n = invalidate_jti_local(c, jti);
-    if (c->redis && strlen(jti) <= IAM_MAX_KID_BYTES) {
+    if (c->redis) {
         redis_batch *b = redis_batch_new(NULL, NULL);
         if (b && blacklist_batch(c, b, jti, c->revocation_ttl_ms / 1000))
             redis_submit(c->redis, b);
@@ -890,7 +926,8 @@ static void on_redis_message(void *arg, const char *msg, size_t len)
     json_doc d;
     bool ok = len <= IAM_MAX_INVALIDATION_BYTES &&
               json_parse(&d, msg, len, &MESSAGE_LIMITS, NULL, 0, NULL, 0, "message", NULL) == IAM_OK;
-    char user_id[IAM_MAX_KID_BYTES + 1] = "", jti[IAM_MAX_KID_BYTES + 1] = "";
+    /* ids of any length the message can carry (a long id is still that user's or token's) */
+    char *user_id = NULL, *jti = NULL;
     if (ok) {
         size_t u = 0, j = 0, t = 0, a = 0, o = 0;
         if (d.nodes[0].type == JSON_OBJECT) {
@@ -909,20 +946,23 @@ static void on_redis_message(void *arg, const char *msg, size_t len)
         int64_t v;
         if (ok && u) {
             const json_node *n = &d.nodes[u];
-            if (n->type == JSON_STRING && n->len > 0 && n->len < sizeof user_id && !memchr(n->str, 0, n->len)) {
-                memcpy(user_id, n->str, n->len);
-                user_id[n->len] = '\0';
+            if (n->type == JSON_STRING && n->len > 0 && !memchr(n->str, 0, n->len)) {
+                user_id = strndup(n->str, n->len);
+                ok = user_id != NULL;
             } else if (n->type == JSON_NUMBER && json_integer(&d, u, INT64_MAX, &v)) {
-                snprintf(user_id, sizeof user_id, "%lld", (long long)v);
+                user_id = malloc(24);
+                ok = user_id != NULL;
+                if (ok)
+                    snprintf(user_id, 24, "%lld", (long long)v);
             } else if (n->type != JSON_NULL) {
                 ok = false;
             }
         }
         if (ok && j) {
             const json_node *n = &d.nodes[j];
-            if (n->type == JSON_STRING && n->len > 0 && n->len < sizeof jti && !memchr(n->str, 0, n->len)) {
-                memcpy(jti, n->str, n->len);
-                jti[n->len] = '\0';
+            if (n->type == JSON_STRING && !memchr(n->str, 0, n->len)) {
+                jti = strndup(n->str, n->len); /* "" included: the platform's key for it exists */
+                ok = jti != NULL;
             } else if (n->type != JSON_NULL) {
                 ok = false;
             }
@@ -944,29 +984,33 @@ static void on_redis_message(void *arg, const char *msg, size_t len)
         }
         if (ok && a)
             m.all = d.nodes[a].type == JSON_TRUE;
-        ok = ok && (user_id[0] || jti[0] || m.token_fingerprint[0] || m.all);
+        ok = ok && (user_id || jti || m.token_fingerprint[0] || m.all);
         json_doc_free(&d);
     }
     if (!ok) {
+        free(user_id);
+        free(jti);
         atomic_fetch_add(&c->inv_malformed, 1);
         m.malformed = true;
         notify(c, &m);
         return;
     }
     atomic_fetch_add(&c->inv_heard, 1);
-    if (user_id[0]) {
+    if (user_id) {
         invalidate_user_local(c, user_id);
         delete_user_records(c, user_id); /* every hearer: idempotent, and the platform's own
                                             publishes would otherwise leave them */
         m.user_id = user_id;
     }
-    if (jti[0]) {
+    if (jti) {
         invalidate_jti_local(c, jti);
         m.jti = jti;
     }
     if (m.all)
         invalidate_all_local(c);
     notify(c, &m);
+    free(user_id);
+    free(jti);
 }
 
 /* The subscription came (back) or was lost (I/O thread). While it is lost, no cached answer
@@ -1086,10 +1130,8 @@ iam_status iam_client_revoke_token(iam_client *c, const char *token, size_t len,
     iam_status st = token_peek_claims(token, len, &pk, err);
     if (st != IAM_OK)
         return st;
-    if (!pk.jti[0])
-        return iam_fail(err, IAM_E_MISSING_CLAIM,
-                        "the token has no jti (or one longer than %d bytes): revoke its user instead",
-                        IAM_MAX_KID_BYTES);
+    if (!pk.has_jti)
+        return iam_fail(err, IAM_E_MISSING_CLAIM, "the token has no jti: revoke its user instead");
     int64_t now = now_ms(c);
     rev_mark_add(c, pk.jti, now);
     invalidate_jti_local(c, pk.jti);
@@ -1101,23 +1143,28 @@ iam_status iam_client_revoke_token(iam_client *c, const char *token, size_t len,
                         "blocking call on the client's I/O thread (from a callback): revoked in this process only");
     sync_call sc;
     redis_batch *b = sync_call_init(&sc);
-    char key[RECORD_KEY_LEN + 1], msg[2 * (6 * IAM_MAX_KID_BYTES + 32)];
+    char key[RECORD_KEY_LEN + 1];
     record_key(&c->rk, &c->rctx, token, len, key);
     const char *del[] = {"DEL", key};
-    bool ok = b && blacklist_batch(c, b, pk.jti, pk.exp ? pk.exp - now / 1000 : c->revocation_ttl_ms / 1000) &&
-              batch_cmd(b, 2, del) &&
-              invalidation_message(msg, sizeof msg, c->origin, pk.sub[0] ? pk.sub : NULL, pk.jti, false);
+    char *msg = invalidation_message_new(c, pk.sub[0] ? pk.sub : NULL, pk.jti, false);
+    bool ok = b && msg &&
+              blacklist_batch(c, b, pk.jti, pk.exp ? pk.exp - now / 1000 : c->revocation_ttl_ms / 1000) &&
+              batch_cmd(b, 2, del);
     const char *pub[] = {"PUBLISH", IAM_REDIS_CHANNEL, msg};
     ok = ok && batch_cmd(b, 3, pub);
+    free(msg);
     if (!ok) {
         redis_batch_free(b);
         sync_call_destroy(&sc);
         return iam_fail(err, IAM_E_NOMEM, "out of memory");
     }
-    ok = sync_call_run(c, &sc, b);
+    bool answered = sync_call_run(c, &sc, b);
+    bool written = answered && sc.n >= 1 && sc.v[0].type == REDIS_REPLY_STATUS; /* SET … "OK" */
     sync_call_destroy(&sc);
-    if (!ok)
-        return iam_fail(err, IAM_E_UNAVAILABLE, "Redis did not confirm the revocation (revoked in this process)");
+    if (!written)
+        return iam_fail(err, IAM_E_UNAVAILABLE, "%s",
+                        answered ? "Redis refused the revocation with an error (revoked in this process)"
+                                 : "Redis did not confirm the revocation in time (revoked in this process)");
     return IAM_OK;
 }
 
@@ -1130,20 +1177,19 @@ static iam_status cached_in_redis(iam_client *c, const char *token, size_t len,
     const char *aud = ro && ro->audience ? ro->audience : c->audience;
     if (ro && ro->audience)
         record_ctx_init(&rctx, &c->rk, ro->audience, c->issuer);
-    char key[RECORD_KEY_LEN + 1], bl[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
+    char key[RECORD_KEY_LEN + 1];
     record_key(&c->rk, &rctx, token, len, key);
     token_peek pk;
     if (token_peek_claims(token, len, &pk, NULL) != IAM_OK)
         return iam_fail(err, IAM_E_NOT_CACHED, "no cache holds an answer for this token");
+    if (pk.has_jti && rev_is_marked(c, pk.jti, now_ms(c))) /* revoked here: no need to ask */
+        return iam_fail(err, IAM_E_REVOKED, "token has been revoked");
     sync_call sc;
     redis_batch *b = sync_call_init(&sc);
     const char *get[] = {"GET", key};
     bool ok = b && batch_cmd(b, 2, get);
-    if (ok && pk.jti[0]) {
-        snprintf(bl, sizeof bl, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, pk.jti);
-        const char *ex[] = {"EXISTS", bl};
-        ok = batch_cmd(b, 2, ex);
-    }
+    if (ok && pk.has_jti)
+        ok = exists_blacklist(b, pk.jti);
     if (!ok) {
         redis_batch_free(b);
         sync_call_destroy(&sc);
@@ -1152,9 +1198,16 @@ static iam_status cached_in_redis(iam_client *c, const char *token, size_t len,
     iam_status st;
     if (!sync_call_run(c, &sc, b)) {
         st = iam_fail(err, IAM_E_UNAVAILABLE, "the shared cache did not answer in time");
-    } else if (pk.jti[0] && sc.n > 1 && sc.v[1].integer > 0) {
+    } else if (pk.has_jti && (sc.n < 2 || sc.v[1].type != REDIS_REPLY_INTEGER)) {
+        st = iam_fail(err, IAM_E_UNAVAILABLE, "revocation could not be checked (Redis answered an error)");
+    } else if (pk.has_jti && sc.v[1].integer > 0) {
         rev_mark_add(c, pk.jti, now_ms(c));
         st = iam_fail(err, IAM_E_REVOKED, "token has been revoked");
+    } else if (sc.v[0].type == REDIS_REPLY_ERROR) { /* not a string at the key: remove it */
+        atomic_fetch_add(&c->redis_bad, 1);
+        const char *argv[] = {"DEL", key};
+        fire_and_forget(c, 2, argv);
+        st = iam_fail(err, IAM_E_NOT_CACHED, "no cache holds a valid answer for this token");
     } else if (sc.v[0].type != REDIS_REPLY_STRING || !sc.v[0].str) {
         atomic_fetch_add(&c->redis_misses, 1);
         st = iam_fail(err, IAM_E_NOT_CACHED, "no cache holds an answer for this token");
@@ -1163,7 +1216,8 @@ static iam_status cached_in_redis(iam_client *c, const char *token, size_t len,
         iam_status rst = IAM_OK;
         record_result r = record_decode(&c->rk, &rctx, key, sc.v[0].str, sc.v[0].len, &vo, now_ms(c) / 1000,
                                         out, &rst, err);
-        if (r == RECORD_OK && pk.jti[0] && (!iam_user_jti(*out) || strcmp(iam_user_jti(*out), pk.jti) != 0))
+        if (r == RECORD_OK && (pk.has_jti ? !iam_user_jti(*out) || strcmp(iam_user_jti(*out), pk.jti) != 0
+                                          : iam_user_jti(*out) != NULL))
             r = RECORD_BAD;
         if (r == RECORD_OK && ro && ro->required_org && !iam_user_in_org(*out, ro->required_org)) {
             iam_user_release(*out);
@@ -1422,10 +1476,12 @@ typedef struct pending {
     char *required_org;
     record_ctx rctx;
     char key[RECORD_KEY_LEN + 1];
-    char jti[IAM_MAX_KID_BYTES + 1];
+    bool has_jti;           /* a jti to check ("" included: the platform's key would be
+                               blacklist:jti: — checked like any other) */
+    char *jti;              /* in strings */
     redis_batch *batch;
     size_t len;
-    char strings[];         /* token, audience, required_org */
+    char strings[];         /* token, audience, required_org, jti */
 } pending;
 
 static void pending_free(pending *p)
@@ -1526,7 +1582,10 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
     iam_error err = p->err;
     size_t ei = p->lookup ? 1 : 0; /* the EXISTS reply */
     bool undecided = false;        /* no record: the later steps may still decide */
-    if (!ok) {
+    /* An error reply to EXISTS (a renamed command, a wrong password, …) leaves the
+     * revocation as unchecked as no reply at all. */
+    bool answered = ok && (!p->has_jti || (n > ei && v[ei].type == REDIS_REPLY_INTEGER));
+    if (!answered) {
         if (!p->lookup && st == IAM_OK && c->fail_open) {
             cap = now + c->stale_ms; /* accepted unchecked: re-checked soon */
         } else if (p->lookup && (p->try_keys || p->try_auth)) {
@@ -1535,12 +1594,14 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
             if (user)
                 iam_user_release(user);
             user = NULL;
-            st = iam_fail(&err, IAM_E_UNAVAILABLE, p->lookup
-                                                       ? "the shared cache did not answer in time"
-                                                       : "revocation could not be checked (Redis did not "
-                                                         "answer in time; the policy fails closed)");
+            st = iam_fail(&err, IAM_E_UNAVAILABLE, "%s",
+                          !ok ? (p->lookup ? "the shared cache did not answer in time"
+                                           : "revocation could not be checked (Redis did not answer in "
+                                             "time; the policy fails closed)")
+                              : "revocation could not be checked (Redis answered an error; the policy "
+                                "fails closed)");
         }
-    } else if (p->jti[0] && n > ei && v[ei].type == REDIS_REPLY_INTEGER && v[ei].integer > 0) {
+    } else if (p->has_jti && v[ei].integer > 0) {
         if (user)
             iam_user_release(user);
         user = NULL;
@@ -1551,13 +1612,20 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
         fire_and_forget(c, 2, argv);
     } else if (p->lookup) {
         undecided = true;
-        if (v[0].type == REDIS_REPLY_STRING && v[0].str) {
+        if (v[0].type == REDIS_REPLY_ERROR) {
+            /* not a string at the key (WRONGTYPE): a record that cannot be read is treated
+             * like a tampered one — counted and removed */
+            atomic_fetch_add(&c->redis_bad, 1);
+            const char *argv[] = {"DEL", p->key};
+            fire_and_forget(c, 2, argv);
+        } else if (v[0].type == REDIS_REPLY_STRING && v[0].str) {
             iam_user *u = NULL;
             iam_status rst = IAM_OK;
             iam_error e = {0};
             record_result r = record_decode(&c->rk, &p->rctx, p->key, v[0].str, v[0].len, &p->vo, now / 1000,
                                             &u, &rst, &e);
-            if (r == RECORD_OK && p->jti[0] && (!iam_user_jti(u) || strcmp(iam_user_jti(u), p->jti) != 0))
+            if (r == RECORD_OK && (p->has_jti ? !iam_user_jti(u) || strcmp(iam_user_jti(u), p->jti) != 0
+                                              : iam_user_jti(u) != NULL))
                 r = RECORD_BAD; /* the revocation checked was another token's */
             if (r == RECORD_OK) {
                 undecided = false;
@@ -1923,9 +1991,25 @@ static pending *pending_new(iam_client *c, l1_flight *flight, const char *token,
     const char *aud = ro && ro->audience ? ro->audience : NULL;
     const char *org = ro ? ro->required_org : NULL;
     size_t al = aud ? strlen(aud) + 1 : 0, ol = org ? strlen(org) + 1 : 0;
-    pending *p = calloc(1, sizeof *p + len + 1 + al + ol);
-    if (!p)
+    /* The jti to check: the verified one, or (for a record lookup) the token's own, read
+     * unverified — it can only make the answer stricter. Any length the token can carry. */
+    const char *jti = NULL;
+    token_peek *pk = NULL;
+    if (c->redis && undecided) {
+        pk = malloc(sizeof *pk);
+        if (!pk)
+            return NULL;
+        if (token_peek_claims(token, len, pk, NULL) == IAM_OK && pk->has_jti)
+            jti = pk->jti;
+    } else if (c->redis && user && iam_user_jti(user)) {
+        jti = iam_user_jti(user);
+    }
+    size_t jl = jti ? strlen(jti) + 1 : 0;
+    pending *p = calloc(1, sizeof *p + len + 1 + al + ol + jl);
+    if (!p) {
+        free(pk);
         return NULL;
+    }
     p->c = c;
     p->epoch0 = epoch0;
     p->now = now;
@@ -1947,7 +2031,13 @@ static pending *pending_new(iam_client *c, l1_flight *flight, const char *token,
     if (org) {
         memcpy(at, org, ol);
         p->required_org = at;
+        at += ol;
     }
+    p->has_jti = jti != NULL;
+    p->jti = at;
+    if (jti)
+        memcpy(at, jti, jl);
+    free(pk);
     p->audience = aud;
     p->vo.audience = aud ? aud : c->audience;
     p->vo.issuer = c->issuer;
@@ -1959,27 +2049,16 @@ static pending *pending_new(iam_client *c, l1_flight *flight, const char *token,
             p->rctx = c->rctx;
         record_key(&c->rk, &p->rctx, token, len, p->key);
     }
-    if (p->lookup) {
-        token_peek pk;
-        if (token_peek_claims(token, len, &pk, NULL) == IAM_OK)
-            memcpy(p->jti, pk.jti, sizeof p->jti);
-    } else if (c->redis && user && iam_user_jti(user) && strlen(iam_user_jti(user)) < sizeof p->jti) {
-        strcpy(p->jti, iam_user_jti(user));
-    }
     bool ok = true;
-    if (c->redis && (p->lookup || p->jti[0])) {
+    if (c->redis && (p->lookup || p->has_jti)) {
         p->batch = redis_batch_new(on_pending_done, p);
         ok = p->batch != NULL;
         if (ok && p->lookup) {
             const char *argv[] = {"GET", p->key};
             ok = batch_cmd(p->batch, 2, argv);
         }
-        if (ok && p->jti[0]) {
-            char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
-            snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, p->jti);
-            const char *argv[] = {"EXISTS", key};
-            ok = batch_cmd(p->batch, 2, argv);
-        }
+        if (ok && p->has_jti)
+            ok = exists_blacklist(p->batch, p->jti);
     }
     if (!ok) {
         p->user = NULL; /* stays the caller's */

@@ -54,7 +54,9 @@ iam_status token_peek_claims(const char *token, size_t len, token_peek *out, iam
         json_doc_free(&d);
         return iam_fail(err, IAM_E_MALFORMED, "claims are not a JSON object");
     }
-    copy_str(&d, json_get(&d, 0, "jti"), out->jti, sizeof out->jti);
+    size_t jti = json_get(&d, 0, "jti");
+    copy_str(&d, jti, out->jti, sizeof out->jti);
+    out->has_jti = jti && d.nodes[jti].type == JSON_STRING && !memchr(d.nodes[jti].str, 0, d.nodes[jti].len);
     size_t sub = json_get(&d, 0, "sub");
     int64_t v;
     if (sub && d.nodes[sub].type == JSON_NUMBER && json_integer(&d, sub, INT64_MAX, &v))

@@ -8,8 +8,12 @@
 
 #include "internal.h"
 
+/* A claim set is at most this long (the payload of a token of IAM_MAX_TOKEN_BYTES). */
+#define PEEK_MAX_CLAIM_BYTES (IAM_MAX_TOKEN_BYTES / 4 * 3 + 2)
+
 typedef struct token_peek {
-    char jti[IAM_MAX_KID_BYTES + 1]; /* "" when absent, not a string, or longer */
+    bool has_jti;                    /* a string jti is present ("" included) */
+    char jti[PEEK_MAX_CLAIM_BYTES];  /* the jti, any length the token can carry; "" otherwise */
     char sub[IAM_MAX_KID_BYTES + 1]; /* "" when absent; an integer sub as its decimal text */
     int64_t exp;                     /* 0 when absent or not a number */
 } token_peek;

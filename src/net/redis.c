@@ -158,13 +158,15 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *privdata)
         b->failed = true; /* the connection went away */
     } else {
         t->suspect = false; /* the server answers */
+        t->cmd.backoff_ms = 0; /* and the connection serves: the next loss starts afresh */
         t->last_reply_at = uv_now(t->uv);
         if (i < b->n && !b->completed)
             copy_reply(&b->vals[i], r);
-        if (r->type == REDIS_REPLY_ERROR || (i < b->n && !b->completed && r->type != REDIS_REPLY_NIL &&
-                                             !b->vals[i].str && r->type != REDIS_REPLY_INTEGER &&
-                                             r->type != REDIS_REPLY_ARRAY))
-            b->failed = true; /* an error reply, or a copy that failed for memory */
+        /* An error reply is an answer (the caller decides what it means); only a copy that
+         * failed for memory makes the batch fail. */
+        if (i < b->n && !b->completed && !b->vals[i].str &&
+            (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR))
+            b->failed = true;
     }
     if (--b->outstanding == 0) {
         unlink_batch(t, b);
@@ -227,6 +229,11 @@ static void on_flush(uv_check_t *h)
 void redis_submit(redis_tier *t, redis_batch *b)
 {
     b->t = t;
+    if (b->n == 0) { /* nothing to ask: answered at once, never left to a deadline */
+        complete(b, true);
+        redis_batch_free(b);
+        return;
+    }
     if (!io_loop_post(t->loop, send_batch, b)) {
         /* the loop is stopping: fail here, on the caller's thread */
         atomic_fetch_add(&t->ctr.errors, 1);
@@ -396,8 +403,10 @@ static void on_probe_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     redis_tier *t = privdata;
     t->probe_out = false;
-    if (reply)
+    if (reply) {
         t->suspect = false;
+        t->cmd.backoff_ms = 0;
+    }
 }
 
 static void housekeeping(uv_timer_t *timer)

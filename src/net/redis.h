@@ -64,8 +64,9 @@ typedef struct redis_value {
     size_t len;
 } redis_value;
 
-/* ok is true when every command of the batch was answered in time and none with an error
- * reply; values holds the n replies then (valid during the call). */
+/* ok is true when every command of the batch was answered in time; values then holds the n
+ * replies (valid during the call), error replies included (type REDIS_REPLY_ERROR): what an
+ * error means is the caller's to decide. */
 typedef void (*redis_done_fn)(void *arg, bool ok, const redis_value *values, size_t n);
 
 typedef struct redis_batch redis_batch;
