@@ -1478,7 +1478,9 @@ typedef struct pending {
     char key[RECORD_KEY_LEN + 1];
     bool has_jti;           /* a jti to check ("" included: the platform's key would be
                                blacklist:jti: — checked like any other) */
-    char *jti;              /* in strings */
+    char *jti;              /* in strings, or jti_owned */
+    char *jti_owned;
+    bool revocation_unchecked; /* the revocation check failed; a later "valid" must not skip it */
     redis_batch *batch;
     size_t len;
     char strings[];         /* token, audience, required_org, jti */
@@ -1486,6 +1488,7 @@ typedef struct pending {
 
 static void pending_free(pending *p)
 {
+    free(p->jti_owned);
     if (p->user)
         iam_user_release(p->user);
     redis_batch_free(p->batch);
@@ -1546,28 +1549,34 @@ static void pending_finish(pending *p, iam_status st, iam_user *user, iam_error 
 static void pending_advance(pending *p);
 static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n);
 
+typedef enum check_result { CHECK_NONE, CHECK_SUBMITTED, CHECK_FAILED } check_result;
+
 /* Submits the revocation check of a token verified on the I/O thread (after a key
- * refresh); false when there is nothing to check or no memory (the caller finishes). */
-static bool pending_check_revocation(pending *p)
+ * refresh). CHECK_NONE: nothing to check (no Redis, no jti); CHECK_FAILED: it could not be
+ * asked (no memory) — the caller must then not accept the token unchecked. */
+static check_result pending_check_revocation(pending *p)
 {
     iam_client *c = p->c;
-    if (!c->redis || !p->user || !iam_user_jti(p->user) || strlen(iam_user_jti(p->user)) >= sizeof p->jti)
-        return false;
-    strcpy(p->jti, iam_user_jti(p->user));
+    if (!c->redis || !p->user || !iam_user_jti(p->user))
+        return CHECK_NONE;
+    const char *jti = iam_user_jti(p->user);
+    if (!p->has_jti || strcmp(p->jti, jti) != 0) { /* (the peek saw the same payload) */
+        free(p->jti_owned);
+        if (!(p->jti = p->jti_owned = strdup(jti)))
+            return CHECK_FAILED;
+        p->has_jti = true;
+    }
     p->lookup = false;
     p->batch = redis_batch_new(on_pending_done, p);
-    char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + IAM_MAX_KID_BYTES];
-    snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, p->jti);
-    const char *argv[] = {"EXISTS", key};
-    if (!p->batch || !batch_cmd(p->batch, 2, argv)) {
+    if (!p->batch || !exists_blacklist(p->batch, p->jti)) {
         redis_batch_free(p->batch);
         p->batch = NULL;
-        return false;
+        return CHECK_FAILED;
     }
     redis_batch *b = p->batch;
     p->batch = NULL; /* owned by the Redis tier from here */
     redis_submit(c->redis, b);
-    return true;
+    return CHECK_SUBMITTED;
 }
 
 static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
@@ -1590,6 +1599,7 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
             cap = now + c->stale_ms; /* accepted unchecked: re-checked soon */
         } else if (p->lookup && (p->try_keys || p->try_auth)) {
             undecided = true; /* the shared cache is down; the service can still answer */
+            p->revocation_unchecked = p->has_jti; /* …but its "valid" alone will not do */
         } else {
             if (user)
                 iam_user_release(user);
@@ -1815,11 +1825,17 @@ static void pending_keys_ready(pending *p)
     if (st == IAM_OK) {
         p->st = st;
         p->user = user;
-        if (pending_check_revocation(p))
+        check_result cr = pending_check_revocation(p);
+        if (cr == CHECK_SUBMITTED)
             return; /* on_pending_done finishes it */
         p->user = NULL;
-        if (c->redis)
+        if (cr == CHECK_FAILED) { /* never accepted unchecked */
+            iam_user_release(user);
+            user = NULL;
+            st = iam_fail(&err, IAM_E_UNAVAILABLE, "out of memory for the revocation check");
+        } else if (c->redis) {
             store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
+        }
     }
     pending_finish(p, st, user, &err, INT64_MAX);
 }
@@ -1946,13 +1962,28 @@ static void on_auth_done(void *arg, const http_response *r)
         user = NULL;
         st = iam_fail(&err, IAM_E_WRONG_TENANT, "user does not belong to the required organisation");
     }
+    int64_t cap = INT64_MAX;
+    if (st == IAM_OK && p->revocation_unchecked) {
+        /* The service said valid, but our own revocation check could not be made (and the
+         * platform's service treats an unreachable Redis as "not revoked"): the policy
+         * decides, as for a token verified here. */
+        if (c->fail_open) {
+            cap = now + c->stale_ms;
+        } else {
+            atomic_fetch_add(&c->auth_valid, 1);
+            iam_user_release(user);
+            user = NULL;
+            st = iam_fail(&err, IAM_E_UNAVAILABLE,
+                          "revocation could not be checked (Redis did not answer; the policy fails closed)");
+        }
+    }
     if (st == IAM_OK) {
         atomic_fetch_add(&c->auth_valid, 1);
-        if (c->redis)
+        if (c->redis && cap == INT64_MAX)
             store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
     }
     count_result(c, st, false, 0);
-    pending_finish(p, st, user, &err, INT64_MAX);
+    pending_finish(p, st, user, &err, cap);
 }
 
 /* The next step of an undecided resolution (I/O thread). */

@@ -33,6 +33,7 @@
 
 #include "authsvc.h"
 #include "iamclient.h"
+#include "identity/peek.h"
 #include "mint.h"
 #include "net/auth.h"
 #include "redis_server.h"
@@ -709,6 +710,62 @@ static void test_redis_one_node_serves_another(void **state)
     rs_free(rs);
 }
 
+/* Tokens decided after the first round trip (a rotated key's token, verified once its key
+ * arrives, or answered by the service) are never accepted without their revocation check.
+ * Regression: with Redis down, the record lookup failed, the service said valid, and the
+ * token was accepted although its blacklist:jti could not be checked (the policy fails
+ * closed). */
+static void test_revoked_token_verified_after_key_fetch(void **state)
+{
+    (void)state;
+    rs_server *rs = rs_start(NULL);
+    assert_non_null(rs);
+    iam_client_options o;
+    iam_client_options_init(&o);
+    o.mode = IAM_MODE_LOCAL_FIRST;
+    o.jwt_secret = as_secret();
+    o.auth_url = as_url(g_svc);
+    o.auth_timeout_ms = 3000;
+    o.redis_url = rs_url(rs);
+    o.redis_timeout_ms = 3000;
+    iam_client *c = client_ok(&o);
+    /* the keys held first (so the next kid is unknown), then a rotation: the next token's
+     * key arrives with a refresh, and the token is verified on the I/O thread */
+    char *first = mint("{\"alg\":\"RS256\"}");
+    assert_int_equal(resolve(c, first, NULL, NULL), IAM_OK);
+    free(first);
+    assert_int_equal(as_rotate(g_svc, false), 0);
+    char *rs256 = mint("{\"alg\":\"RS256\"}");
+    token_peek pk;
+    assert_int_equal(token_peek_claims(rs256, strlen(rs256), &pk, NULL), IAM_OK);
+    assert_true(pk.has_jti && strlen(pk.jti) >= 8);
+    char key[sizeof IAM_REDIS_BLACKLIST_PREFIX + sizeof pk.jti];
+    snprintf(key, sizeof key, "%s%s", IAM_REDIS_BLACKLIST_PREFIX, pk.jti);
+    assert_int_equal(rs_set(rs, key, "1", 1, false), 0);
+    assert_int_equal(resolve(c, rs256, NULL, NULL), IAM_E_REVOKED);
+    assert_int_equal(resolve(c, rs256, NULL, NULL), IAM_E_REVOKED); /* and remembered */
+    assert_int_equal(as_stat(g_svc, "validate"), 0);
+    /* an unrevoked one is accepted the same way */
+    char *other = mint("{\"alg\":\"RS256\"}");
+    assert_int_equal(resolve(c, other, NULL, NULL), IAM_OK);
+    /* Redis gone: the record lookup fails, the key refresh verifies the next rotated token on
+     * the I/O thread, and its revocation check cannot be made — fail-closed, never accepted
+     * unchecked (it was, for any jti of 8 bytes or more) */
+    assert_int_equal(as_rotate(g_svc, false), 0);
+    char *unchecked = mint("{\"alg\":\"RS256\"}");
+    assert_int_equal(rs_stop(rs), 0);
+    iam_error e = {0};
+    iam_status st = resolve(c, unchecked, NULL, &e);
+    if (st != IAM_E_UNAVAILABLE)
+    {
+        char *j = iam_client_stats_json(c);
+        fail_msg("a token whose revocation could not be checked: %s (%s) %s", iam_status_name(st), e.message, j);
+    }
+    free(rs256), free(other), free(unchecked);
+    iam_client_free(c);
+    rs_free(rs);
+}
+
 /* ------------------------------------------------------------ protocol (no I/O) */
 
 static char *unit_token(const char *claims)
@@ -857,6 +914,7 @@ int main(void)
         T(test_failed_refresh_keeps_keys),
         T(test_background_refresh_etag),
         T(test_redis_one_node_serves_another),
+        T(test_revoked_token_verified_after_key_fetch),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -58,8 +58,12 @@ static void remove_dir(const rs_server *s)
     rmdir(s->dir);
 }
 
+static pid_t g_owner_pid; /* the process that registered the handler */
+
 static void kill_all_at_exit(void)
 {
+    if (getpid() != g_owner_pid)
+        return; /* a forked child exiting: the servers are its parent's */
     pthread_mutex_lock(&g_live_lock);
     for (rs_server *s = g_live; s; s = s->next_live) {
         if (s->pid > 0) {
@@ -74,6 +78,7 @@ static void kill_all_at_exit(void)
 
 static void register_atexit(void)
 {
+    g_owner_pid = getpid();
     atexit(kill_all_at_exit);
 }
 
