@@ -1439,6 +1439,31 @@ static void test_cached_reads_shared_record(void **state)
     free(t2);
 }
 
+/* iam_client_cached honours this process's own revocation marks: a jti revoked here while
+ * Redis could not take the blacklist key is not answered from the shared record.
+ * (Adversarial review: it answered the record.) */
+static void test_cached_honours_local_revocation(void **state)
+{
+    (void)state;
+    iam_client_options o;
+    redis_opts(&o, rs_url(g_rs));
+    iam_client *a = ready_client(&o);
+    keyless_opts(&o, rs_url(g_rs));
+    iam_client *b = ready_client(&o);
+    char jti[37];
+    char *t = token("crv-user", jti);
+    free(resolve_and_record(g_rs, a, t, "crv-user"));
+    assert_status(cached(b, t, "crv-user"), IAM_OK);
+    iam_client_revoke_jti(b, jti);
+    char key[64];
+    snprintf(key, sizeof key, "blacklist:jti:%s", jti);
+    for (int i = 0; i < 100 && rs_exists(g_rs, key) != 1; i++) /* its own write lands… */
+        rs_sleep_ms(20);
+    rs_del(g_rs, key); /* …and is lost, as in an outage */
+    assert_status(cached(b, t, NULL), IAM_E_REVOKED);
+    free(t);
+}
+
 /* Refusals are never written to the shared cache. */
 static void test_refusals_not_written(void **state)
 {
@@ -2947,6 +2972,7 @@ int main(void)
         T(test_record_not_trusted_when_revoked),
         T(test_invalidation_deletes_shared_records),
         T(test_cached_reads_shared_record),
+        T(test_cached_honours_local_revocation),
         T(test_refusals_not_written),
         T(test_revoked_before_resolution),
         T(test_revocation_appears_in_flight),
