@@ -493,12 +493,16 @@ iam_status redis_tier_start(io_loop *loop, const redis_url *u, int64_t timeout_m
         t->ev = *ev;
     t->cmd.t = t->sub.t = t;
     t->sub.subscriber = true;
+    /* Published before the loop can run a callback of this tier: the owner's pointer to it
+     * (read by those callbacks, e.g. a message handler) is then written before the task
+     * that starts the connections is posted (posting synchronizes). */
+    *out = t;
     if ((channel && !t->channel) || !io_loop_run_sync(loop, start_on_loop, t)) {
+        *out = NULL;
         free(t->channel);
         free(t);
         return IAM_E_NOMEM;
     }
-    *out = t;
     return IAM_OK;
 }
 
