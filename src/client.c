@@ -1605,9 +1605,9 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
                 iam_user_release(user);
             user = NULL;
             st = iam_fail(&err, IAM_E_UNAVAILABLE, "%s",
-                          !ok ? (p->lookup ? "the shared cache did not answer in time"
+                          !ok ? (p->lookup ? "the shared cache did not answer in time (or could not be reached)"
                                            : "revocation could not be checked (Redis did not answer in "
-                                             "time; the policy fails closed)")
+                                             "time or could not be reached; the policy fails closed)")
                               : "revocation could not be checked (Redis answered an error; the policy "
                                 "fails closed)");
         }

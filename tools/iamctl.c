@@ -43,6 +43,8 @@ static const char USAGE[] =
     "      lets the service decide every token (no key needed). --jwks-url URL fetches\n"
     "      keys from there. 'error: unavailable: …' (exit 2) when no answer came.\n"
     "  revoke --redis URL [--secret S | --secret-file F] [--cache-secret-file F] TOKEN | -\n"
+    "      (the token's claims are read, not verified: a revocation only refuses more;\n"
+    "      the secret defaults to $IAM_JWT_SECRET)\n"
     "      Revoke a token platform-wide: write blacklist:jti:<jti> until its exp and\n"
     "      publish the invalidation; with the secret (or --cache-secret-file) also\n"
     "      delete its shared record. Prints {\"revoked\":true} (exit 0); exit 1 when\n"
@@ -499,6 +501,8 @@ static int parse_redis_cmd(int argc, char **argv, bool want_token, redis_cmd_opt
             r->token_src = a;
         }
     }
+    if (rc == 0 && want_token && !r->secret && getenv("IAM_JWT_SECRET") && *getenv("IAM_JWT_SECRET"))
+        r->secret = strdup(getenv("IAM_JWT_SECRET")); /* as verify does: the record is found */
     if (rc == 0 && !r->redis_url)
         rc = usage_error("%s", "--redis URL is required");
     if (rc == 0 && want_token && !r->token_src)

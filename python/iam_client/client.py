@@ -92,7 +92,8 @@ class _ClientCore:
                  cache_secret=None, timeout=None, redis_stale=None, revocation_fail_open=None,
                  max_secret_clients=MAX_SECRET_CLIENTS):
         if timeout is not None:
-            # seconds, like the old SDK's httpx timeout: the deadline of one network call
+            # seconds, like the old SDK's httpx timeout: the deadline of one Redis round trip
+            # (the auth service's is IAM_AUTH_TIMEOUT_MS)
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
                 raise IAMError("timeout: a positive number of seconds")
             timeout = max(1, int(round(timeout * 1000)))
