@@ -18,6 +18,7 @@
 #include "net/http.h"
 #include "net/loop.h"
 #include "net/redis.h"
+#include "strbuf.h"
 #include "client_internal.h"
 
 #include <openssl/evp.h>
@@ -688,53 +689,28 @@ static size_t invalidate_all_local(iam_client *c)
     return l1_remove_all(&c->l1);
 }
 
-/* Appends s as a JSON string (quotes included) to out; false when it does not fit. */
-static bool json_quote(char *out, size_t cap, size_t *at, const char *s)
-{
-    static const char H[] = "0123456789abcdef";
-    size_t o = *at;
-    if (o + 1 >= cap)
-        return false;
-    out[o++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (o + 7 >= cap)
-            return false;
-        if (*p == '"' || *p == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)*p;
-        } else if (*p < 0x20) {
-            o += (size_t)sprintf(out + o, "\\u00%c%c", H[*p >> 4], H[*p & 15]);
-        } else {
-            out[o++] = (char)*p;
-        }
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    *at = o;
-    return true;
-}
-
 /* {"user_id": …, "jti": …, "origin": …} or {"all": true, "origin": …}, formatted like the
  * platform's messages. origin lets the publisher skip its own echo (it applied the
- * invalidation already; hearing it again later would evict answers resolved since). */
-static bool invalidation_message(char *out, size_t cap, const char *origin, const char *user_id,
-                                 const char *jti, bool all)
+ * invalidation already; hearing it again later would evict answers resolved since).
+ * Caller frees; NULL on OOM. */
+static char *invalidation_message_new(const iam_client *c, const char *user_id, const char *jti, bool all)
 {
-    size_t at = 0;
-    if (all)
-        return snprintf(out, cap, "{\"all\": true, \"origin\": \"%s\"}", origin) < (int)cap;
-    at = (size_t)snprintf(out, cap, "{");
-    if (user_id) {
-        at += (size_t)snprintf(out + at, cap - at, "\"user_id\": ");
-        if (!json_quote(out, cap, &at, user_id))
-            return false;
+    strbuf b = {0};
+    strbuf_puts(&b, "{");
+    if (all) {
+        strbuf_puts(&b, "\"all\": true");
+    } else {
+        if (user_id) {
+            strbuf_puts(&b, "\"user_id\": ");
+            strbuf_json_string(&b, user_id, strlen(user_id));
+        }
+        if (jti) {
+            strbuf_puts(&b, user_id ? ", \"jti\": " : "\"jti\": ");
+            strbuf_json_string(&b, jti, strlen(jti));
+        }
     }
-    if (jti) {
-        at += (size_t)snprintf(out + at, cap - at, "%s\"jti\": ", user_id ? ", " : "");
-        if (!json_quote(out, cap, &at, jti))
-            return false;
-    }
-    return at + 32 < cap && snprintf(out + at, cap - at, ", \"origin\": \"%s\"}", origin) > 0;
+    strbuf_printf(&b, ", \"origin\": \"%s\"}", c->origin);
+    return strbuf_finish(&b);
 }
 
 /* Adds one command to a batch from NUL-terminated arguments. */
@@ -753,19 +729,6 @@ static void fire_and_forget(iam_client *c, int argc, const char *const *argv)
         redis_submit(c->redis, b);
     else
         redis_batch_free(b);
-}
-
-/* The message for an invalidation, in a buffer that fits any id (escaping can grow a byte
- * to six). Caller frees; NULL on OOM. */
-static char *invalidation_message_new(const iam_client *c, const char *user_id, const char *jti, bool all)
-{
-    size_t cap = 6 * ((user_id ? strlen(user_id) : 0) + (jti ? strlen(jti) : 0)) + 128;
-    char *msg = malloc(cap);
-    if (msg && !invalidation_message(msg, cap, c->origin, user_id, jti, all)) {
-        free(msg);
-        msg = NULL;
-    }
-    return msg;
 }
 
 /* Best effort: published for the other nodes; nobody waits. */
@@ -2389,50 +2352,6 @@ void iam_client_stats_get(iam_client *c, iam_client_stats *s)
     keys_put(c, ks);
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) IAM_PRINTF(2, 3);
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-static char *sb_finish(sbuf *b)
-{
-    if (b->failed) {
-        free(b->p);
-        return NULL;
-    }
-    return b->p;
-}
-
 static uint64_t latency_quantile_ns(const iam_latency *h, double q)
 {
     if (!h->count)
@@ -2450,8 +2369,8 @@ char *iam_client_stats_json(iam_client *c)
 {
     iam_client_stats s;
     iam_client_stats_get(c, &s);
-    sbuf b = {0};
-    sb_printf(&b,
+    strbuf b = {0};
+    strbuf_printf(&b,
               "{\"l1\":{\"hits\":%" PRIu64 ",\"negative_hits\":%" PRIu64 ",\"misses\":%" PRIu64
               ",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"evictions\":{\"capacity\":%" PRIu64
               ",\"expired\":%" PRIu64 ",\"invalidated\":%" PRIu64 "},\"hit_latency_ns\":{\"samples\":%" PRIu64
@@ -2460,7 +2379,7 @@ char *iam_client_stats_json(iam_client *c)
               s.l1_evictions_capacity, s.l1_evictions_expired, s.l1_evictions_invalidated,
               s.hit_latency.count, s.hit_latency.count ? s.hit_latency.sum_ns / s.hit_latency.count : 0,
               latency_quantile_ns(&s.hit_latency, 0.5), latency_quantile_ns(&s.hit_latency, 0.99));
-    sb_printf(&b,
+    strbuf_printf(&b,
               "\"local\":{\"verifications\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"coalesced\":%" PRIu64
               ",\"verify_latency_ns\":{\"mean\":%" PRIu64 ",\"p50_at_most\":%" PRIu64
               ",\"p99_at_most\":%" PRIu64 "}},\"rejected\":{",
@@ -2470,14 +2389,14 @@ char *iam_client_stats_json(iam_client *c)
     bool first = true;
     for (int i = 1; i < IAM_STATUS_SLOTS; i++)
         if (s.rejected[i]) {
-            sb_printf(&b, "%s\"%s\":%" PRIu64, first ? "" : ",", iam_status_name((iam_status)-i), s.rejected[i]);
+            strbuf_printf(&b, "%s\"%s\":%" PRIu64, first ? "" : ",", iam_status_name((iam_status)-i), s.rejected[i]);
             first = false;
         }
-    sb_printf(&b, "},\"revocation_marks\":%" PRIu64 ",\"revocation_marks_dropped\":%" PRIu64
+    strbuf_printf(&b, "},\"revocation_marks\":%" PRIu64 ",\"revocation_marks_dropped\":%" PRIu64
                   ",\"network_calls\":%" PRIu64,
               s.revocation_marks, s.revocation_marks_dropped, s.network_calls);
     if (c && c->redis)
-        sb_printf(&b, ",\"redis\":{\"connected\":%s,\"subscribed\":%s,\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+        strbuf_printf(&b, ",\"redis\":{\"connected\":%s,\"subscribed\":%s,\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
                       ",\"bad_records\":%" PRIu64 ",\"revoked\":%" PRIu64 ",\"errors\":%" PRIu64
                       ",\"writes\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"invalidations_heard\":%" PRIu64
                       ",\"invalidations_malformed\":%" PRIu64 "}",
@@ -2485,7 +2404,7 @@ char *iam_client_stats_json(iam_client *c)
                   s.redis_misses, s.redis_bad_records, s.redis_revoked, s.redis_errors, s.redis_writes,
                   s.redis_reconnects, s.invalidations_heard, s.invalidations_malformed);
     if (c && c->http)
-        sb_printf(&b, ",\"auth\":{\"calls\":%" PRIu64 ",\"valid\":%" PRIu64 ",\"denied\":%" PRIu64
+        strbuf_printf(&b, ",\"auth\":{\"calls\":%" PRIu64 ",\"valid\":%" PRIu64 ",\"denied\":%" PRIu64
                       ",\"errors\":%" PRIu64 ",\"fast_failures\":%" PRIu64 ",\"breaker_opened\":%" PRIu64
                       ",\"breaker\":\"%s\",\"http_retries\":%" PRIu64 "},\"jwks\":{\"fetches\":%" PRIu64
                       ",\"updates\":%" PRIu64 ",\"not_modified\":%" PRIu64 ",\"failures\":%" PRIu64
@@ -2497,24 +2416,24 @@ char *iam_client_stats_json(iam_client *c)
                   : s.auth_breaker_state == BREAKER_HALF_OPEN ? "half-open" : "closed",
                   s.http_retries, s.jwks_fetches, s.jwks_updates, s.jwks_not_modified, s.jwks_failures,
                   s.kid_refreshes, s.kid_refreshes_coalesced, s.kid_refreshes_suppressed, s.keys_held);
-    sb_printf(&b, "}");
-    return sb_finish(&b);
+    strbuf_printf(&b, "}");
+    return strbuf_finish(&b);
 }
 
-static void prom_counter(sbuf *b, const char *name, const char *help, uint64_t v)
+static void prom_counter(strbuf *b, const char *name, const char *help, uint64_t v)
 {
-    sb_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
+    strbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
 }
 
-static void prom_histogram(sbuf *b, const char *name, const char *help, const iam_latency *h)
+static void prom_histogram(strbuf *b, const char *name, const char *help, const iam_latency *h)
 {
-    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    strbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < IAM_LATENCY_BUCKETS - 1; i++) {
         cum += h->buckets[i];
-        sb_printf(b, "%s_bucket{le=\"%.9f\"} %" PRIu64 "\n", name, (double)((uint64_t)1 << (i + 1)) / 1e9, cum);
+        strbuf_printf(b, "%s_bucket{le=\"%.9f\"} %" PRIu64 "\n", name, (double)((uint64_t)1 << (i + 1)) / 1e9, cum);
     }
-    sb_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9f\n%s_count %" PRIu64 "\n", name,
+    strbuf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9f\n%s_count %" PRIu64 "\n", name,
               h->count, name, (double)h->sum_ns / 1e9, name, h->count);
 }
 
@@ -2522,15 +2441,15 @@ char *iam_client_metrics_prometheus(iam_client *c)
 {
     iam_client_stats s;
     iam_client_stats_get(c, &s);
-    sbuf b = {0};
+    strbuf b = {0};
     prom_counter(&b, "iam_l1_hits_total", "Requests answered from the in-process cache.", s.l1_hits);
     prom_counter(&b, "iam_l1_negative_hits_total", "Requests refused from a remembered refusal.", s.l1_negative_hits);
     prom_counter(&b, "iam_l1_misses_total", "Requests the in-process cache could not answer.", s.l1_misses);
-    sb_printf(&b, "# HELP iam_l1_entries Entries in the in-process cache.\n# TYPE iam_l1_entries gauge\n"
+    strbuf_printf(&b, "# HELP iam_l1_entries Entries in the in-process cache.\n# TYPE iam_l1_entries gauge\n"
                   "iam_l1_entries %" PRIu64 "\n", s.l1_entries);
-    sb_printf(&b, "# HELP iam_l1_bytes Accounted bytes of the in-process cache.\n# TYPE iam_l1_bytes gauge\n"
+    strbuf_printf(&b, "# HELP iam_l1_bytes Accounted bytes of the in-process cache.\n# TYPE iam_l1_bytes gauge\n"
                   "iam_l1_bytes %" PRIu64 "\n", s.l1_bytes);
-    sb_printf(&b, "# HELP iam_l1_evictions_total Entries removed from the in-process cache.\n"
+    strbuf_printf(&b, "# HELP iam_l1_evictions_total Entries removed from the in-process cache.\n"
                   "# TYPE iam_l1_evictions_total counter\n"
                   "iam_l1_evictions_total{reason=\"capacity\"} %" PRIu64 "\n"
                   "iam_l1_evictions_total{reason=\"expired\"} %" PRIu64 "\n"
@@ -2539,13 +2458,13 @@ char *iam_client_metrics_prometheus(iam_client *c)
     prom_counter(&b, "iam_coalesced_total", "Requests that waited for a resolution in flight.", s.coalesced);
     prom_counter(&b, "iam_verifications_total", "Local token verifications.", s.verifications);
     prom_counter(&b, "iam_accepted_total", "Local verifications that produced a user context.", s.accepted);
-    sb_printf(&b, "# HELP iam_rejected_total Resolutions refused, by reason.\n# TYPE iam_rejected_total counter\n");
+    strbuf_printf(&b, "# HELP iam_rejected_total Resolutions refused, by reason.\n# TYPE iam_rejected_total counter\n");
     for (int i = 1; i < IAM_STATUS_SLOTS; i++)
         if (s.rejected[i])
-            sb_printf(&b, "iam_rejected_total{reason=\"%s\"} %" PRIu64 "\n", iam_status_name((iam_status)-i),
+            strbuf_printf(&b, "iam_rejected_total{reason=\"%s\"} %" PRIu64 "\n", iam_status_name((iam_status)-i),
                       s.rejected[i]);
     prom_counter(&b, "iam_network_calls_total", "Calls to Redis or the auth service.", s.network_calls);
-    sb_printf(&b, "# HELP iam_revocation_marks Revoked jtis currently marked.\n# TYPE iam_revocation_marks gauge\n"
+    strbuf_printf(&b, "# HELP iam_revocation_marks Revoked jtis currently marked.\n# TYPE iam_revocation_marks gauge\n"
                   "iam_revocation_marks %" PRIu64 "\n", s.revocation_marks);
     prom_counter(&b, "iam_revocation_marks_dropped_total",
                  "Revocation marks dropped early because the mark table was full.",
@@ -2565,7 +2484,7 @@ char *iam_client_metrics_prometheus(iam_client *c)
                      s.invalidations_heard);
         prom_counter(&b, "iam_invalidations_malformed_total", "Malformed messages on policy:invalidate (ignored).",
                      s.invalidations_malformed);
-        sb_printf(&b, "# HELP iam_redis_up Whether the Redis command connection and the subscription are up.\n"
+        strbuf_printf(&b, "# HELP iam_redis_up Whether the Redis command connection and the subscription are up.\n"
                       "# TYPE iam_redis_up gauge\niam_redis_up{connection=\"command\"} %d\n"
                       "iam_redis_up{connection=\"subscription\"} %d\n",
                   s.redis_connected, s.redis_subscribed);
@@ -2581,7 +2500,7 @@ char *iam_client_metrics_prometheus(iam_client *c)
                      s.auth_fast_failures);
         prom_counter(&b, "iam_auth_breaker_opened_total", "Times the auth-service circuit breaker opened.",
                      s.auth_breaker_opened);
-        sb_printf(&b, "# HELP iam_auth_breaker_state Circuit breaker: 0 closed, 1 open, 2 half-open.\n"
+        strbuf_printf(&b, "# HELP iam_auth_breaker_state Circuit breaker: 0 closed, 1 open, 2 half-open.\n"
                       "# TYPE iam_auth_breaker_state gauge\niam_auth_breaker_state %d\n", s.auth_breaker_state);
         prom_counter(&b, "iam_http_retries_total", "HTTP connections retried (nothing had been sent).",
                      s.http_retries);
@@ -2598,9 +2517,9 @@ char *iam_client_metrics_prometheus(iam_client *c)
         prom_counter(&b, "iam_kid_refreshes_suppressed_total",
                      "Unknown-key resolutions inside the refresh cooldown (no fetch).", s.kid_refreshes_suppressed);
     }
-    sb_printf(&b, "# HELP iam_keys Keys in the key set in use.\n# TYPE iam_keys gauge\niam_keys %" PRIu64 "\n",
+    strbuf_printf(&b, "# HELP iam_keys Keys in the key set in use.\n# TYPE iam_keys gauge\niam_keys %" PRIu64 "\n",
               s.keys_held);
     prom_histogram(&b, "iam_l1_hit_seconds", "In-process cache hit latency (1 in 64 sampled).", &s.hit_latency);
     prom_histogram(&b, "iam_verify_seconds", "Local verification latency.", &s.verify_latency);
-    return sb_finish(&b);
+    return strbuf_finish(&b);
 }

@@ -1,5 +1,6 @@
 /* auth.c — the auth service's protocol (see auth.h). No I/O. */
 #include "net/auth.h"
+#include "strbuf.h"
 #include "identity/identity.h"
 #include "identity/peek.h"
 #include "jose/b64url.h"
@@ -42,62 +43,6 @@ char *auth_validate_body(const char *token, size_t len, size_t *out_len, bool *o
 
 /* ------------------------------------------------------------ the claim set */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-/* A JSON string from decoded bytes (valid UTF-8, no NUL: the strict parser saw to it). */
-static void put_string(buf *b, const char *s, size_t n)
-{
-    static const char H[] = "0123456789abcdef";
-    put(b, "\"", 1);
-    size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        put(b, s + from, i - from);
-        char esc[7] = {'\\', (char)ch, 0};
-        if (ch < 0x20) {
-            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = H[ch >> 4], esc[5] = H[ch & 15];
-            put(b, esc, 6);
-        } else {
-            put(b, esc, 2);
-        }
-        from = i + 1;
-    }
-    put(b, s + from, n - from);
-    put(b, "\"", 1);
-}
-
 /* The service's identity fields: where each goes in the claim set and what it may be. */
 typedef enum field_kind { F_ID, F_STRING, F_LIST } field_kind;
 typedef struct field {
@@ -117,13 +62,13 @@ static const field FIELDS[] = {
 #define NFIELDS (sizeof FIELDS / sizeof FIELDS[0])
 
 /* Writes one field's claim (",\"claim\":value") or fails with a precise message. */
-static bool put_field(buf *b, const json_doc *d, size_t v, const field *f, char *id_out, size_t id_cap,
+static bool put_field(strbuf *b, const json_doc *d, size_t v, const field *f, char *id_out, size_t id_cap,
                       iam_error *err)
 {
     const json_node *n = v ? &d->nodes[v] : NULL;
     if (!n || n->type == JSON_NULL) {
         if (f->kind == F_LIST) { /* absent or null lists are empty */
-            put(b, ",\"", 2), puts_(b, f->claim), put(b, "\":[]", 4);
+            strbuf_put(b, ",\"", 2), strbuf_puts(b, f->claim), strbuf_put(b, "\":[]", 4);
         }
         return true; /* absent ids and strings stay absent */
     }
@@ -138,13 +83,13 @@ static bool put_field(buf *b, const json_doc *d, size_t v, const field *f, char 
                 return false;
             }
             snprintf(num, sizeof num, "%" PRId64, iv);
-            put(b, ",\"", 2), puts_(b, f->claim), put(b, "\":", 2), put_string(b, num, strlen(num));
+            strbuf_put(b, ",\"", 2), strbuf_puts(b, f->claim), strbuf_put(b, "\":", 2), strbuf_json_string(b, num, strlen(num));
             if (id_out)
                 snprintf(id_out, id_cap, "%s", num);
             return true;
         }
         if (n->type == JSON_STRING && n->len > 0 && n->len <= IAM_MAX_KID_BYTES) {
-            put(b, ",\"", 2), puts_(b, f->claim), put(b, "\":", 2), put_string(b, n->str, n->len);
+            strbuf_put(b, ",\"", 2), strbuf_puts(b, f->claim), strbuf_put(b, "\":", 2), strbuf_json_string(b, n->str, n->len);
             if (id_out && n->len < id_cap) {
                 memcpy(id_out, n->str, n->len);
                 id_out[n->len] = '\0';
@@ -154,13 +99,13 @@ static bool put_field(buf *b, const json_doc *d, size_t v, const field *f, char 
         break;
     case F_STRING:
         if (n->type == JSON_STRING) {
-            put(b, ",\"", 2), puts_(b, f->claim), put(b, "\":", 2), put_string(b, n->str, n->len);
+            strbuf_put(b, ",\"", 2), strbuf_puts(b, f->claim), strbuf_put(b, "\":", 2), strbuf_json_string(b, n->str, n->len);
             return true;
         }
         break;
     case F_LIST:
         if (n->type == JSON_ARRAY) {
-            put(b, ",\"", 2), puts_(b, f->claim), put(b, "\":[", 3);
+            strbuf_put(b, ",\"", 2), strbuf_puts(b, f->claim), strbuf_put(b, "\":[", 3);
             bool first = true;
             for (size_t e = json_first_child(d, v); e && e < d->count && e < d->nodes[v].next;
                  e = json_next_sibling(d, e)) {
@@ -170,11 +115,11 @@ static bool put_field(buf *b, const json_doc *d, size_t v, const field *f, char 
                     return false;
                 }
                 if (!first)
-                    put(b, ",", 1);
-                put_string(b, d->nodes[e].str, d->nodes[e].len);
+                    strbuf_put(b, ",", 1);
+                strbuf_json_string(b, d->nodes[e].str, d->nodes[e].len);
                 first = false;
             }
-            put(b, "]", 1);
+            strbuf_put(b, "]", 1);
             return true;
         }
         break;
@@ -229,8 +174,8 @@ iam_status auth_reply_user(const char *body, size_t body_len, const char *token,
         json_doc_free(&td);
         return iam_fail(err, IAM_E_MALFORMED, "claims are not a JSON object");
     }
-    buf b = {0};
-    put(&b, "{", 1);
+    strbuf b = {0};
+    strbuf_put(&b, "{", 1);
     bool ok = true;
     char user_id[IAM_MAX_KID_BYTES + 1] = "";
     size_t uid = json_get(&d, 0, "user_id"), cid = json_get(&d, 0, "client_id");
@@ -279,16 +224,16 @@ iam_status auth_reply_user(const char *body, size_t body_len, const char *token,
                 memcpy(name, key->str, key->len);
                 name[key->len] = '\0';
                 if (json_member_text(&td, (const char *)payload, plen, name, &start, &len)) {
-                    put(&b, ",", 1);
-                    put_string(&b, key->str, key->len);
-                    put(&b, ":", 1);
-                    put(&b, (const char *)payload + start, len);
+                    strbuf_put(&b, ",", 1);
+                    strbuf_json_string(&b, key->str, key->len);
+                    strbuf_put(&b, ":", 1);
+                    strbuf_put(&b, (const char *)payload + start, len);
                 }
             }
         }
         k = td.nodes[k + 1].next;
     }
-    put(&b, "}", 1);
+    strbuf_put(&b, "}", 1);
     if (!b.failed && b.len > 2 && b.p[1] == ',') /* the first member's separator */
         memmove(b.p + 1, b.p + 2, b.len-- - 1);
     json_doc_free(&d);
