@@ -362,6 +362,9 @@ typedef enum iam_mode {
 #define IAM_DEFAULT_REDIS_TIMEOUT_MS 250
 #define IAM_MAX_REDIS_TIMEOUT_MS 60000
 #define IAM_DEFAULT_REDIS_STALE_S 5
+/** Connections of the direct lane (blocking calls making their own round trip). */
+#define IAM_DEFAULT_REDIS_DIRECT 4
+#define IAM_MAX_REDIS_DIRECT 64
 #define IAM_MAX_REDIS_STALE_S 3600
 /** Namespace and version of every key this library writes besides the platform's own. */
 #define IAM_REDIS_KEY_PREFIX "iam:v1:"
@@ -438,6 +441,13 @@ typedef struct iam_client_options {
     int64_t redis_timeout_ms;  /* deadline of one Redis round trip (0: default) */
     int64_t redis_stale_s;     /* while the invalidation subscription is lost, no cached answer
                                   is served longer than this after the loss (0: default) */
+    /* Blocking calls (iam_client_resolve, iam_client_cached, iam_client_revoke_token) make
+     * their first Redis round trip themselves, on a blocking connection of their own taken
+     * from a pool of at most this many (0: IAM_DEFAULT_REDIS_DIRECT; -1: never — every
+     * round trip goes through the I/O thread). Same commands, same deadline, same answers;
+     * two thread hand-offs fewer. When all are in use, Redis is down, or commands sent
+     * earlier through the I/O thread are unanswered, the call goes through the I/O thread. */
+    int64_t redis_direct_max;
     /* When a token's revocation cannot be checked (Redis down, slow or erroring): false
      * (default) answers IAM_E_UNAVAILABLE; true accepts it, caching the answer at most
      * redis_stale_s. */
@@ -592,6 +602,7 @@ typedef struct iam_client_stats {
     uint64_t redis_errors;       /* error replies, timeouts, lost connections */
     uint64_t redis_writes;       /* records stored */
     uint64_t redis_reconnects;
+    uint64_t redis_direct;       /* round trips blocking callers made themselves (of network_calls) */
     uint64_t invalidations_heard;
     uint64_t invalidations_malformed;
     bool redis_connected, redis_subscribed;

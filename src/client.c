@@ -236,6 +236,12 @@ iam_status iam_client_options_from_env(iam_client_options *o, iam_error *err)
                             IAM_MAX_REDIS_STALE_S);
         o->redis_stale_s = n;
     }
+    if ((v = getenv("IAM_REDIS_DIRECT_MAX")) && *v) {
+        if (!parse_i64(v, -1, IAM_MAX_REDIS_DIRECT, &n) || n == 0)
+            return iam_fail(err, IAM_E_CONFIG, "IAM_REDIS_DIRECT_MAX must be -1 (off) or 1 to %d",
+                            IAM_MAX_REDIS_DIRECT);
+        o->redis_direct_max = n;
+    }
     if ((v = getenv("IAM_REVOCATION_FAIL_OPEN")) && *v) {
         if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
             return iam_fail(err, IAM_E_CONFIG, "IAM_REVOCATION_FAIL_OPEN must be 0 or 1");
@@ -372,6 +378,9 @@ iam_status iam_client_new(const iam_client_options *o, iam_client **out, iam_err
         return st;
     if (o->redis_url && o->mode == IAM_MODE_LOCAL_ONLY)
         return iam_fail(err, IAM_E_CONFIG, "local-only mode uses no network: drop redis_url or choose local-first");
+    if (o->redis_direct_max < -1 || o->redis_direct_max > IAM_MAX_REDIS_DIRECT)
+        return iam_fail(err, IAM_E_CONFIG, "redis_direct_max must be -1 (off), 0 (default) or 1..%d",
+                        IAM_MAX_REDIS_DIRECT);
     if (o->redis_timeout_ms < 0 || o->redis_timeout_ms > IAM_MAX_REDIS_TIMEOUT_MS || o->redis_stale_s < 0 ||
         o->redis_stale_s > IAM_MAX_REDIS_STALE_S)
         return iam_fail(err, IAM_E_CONFIG, "redis_timeout_ms must be 0..%d and redis_stale_s 0..%d",
@@ -683,6 +692,17 @@ static size_t invalidate_jti_local(iam_client *c, const char *jti)
     return l1_remove_if(&c->l1, jti_is, jti);
 }
 
+/* A jti known revoked: refused here from now on, and no cached answer of it survives. The
+ * mark is checked before every positive store (veto_store, under the shard lock), and what
+ * was stored before the mark is removed here, so an answer stored by a resolution that raced
+ * the mark (its revocation check answered just before the key was written, the mark made by
+ * another resolution of the same jti) is never served from the cache. */
+static size_t revoke_local(iam_client *c, const char *jti, int64_t now)
+{
+    rev_mark_add(c, jti, now);
+    return invalidate_jti_local(c, jti);
+}
+
 static size_t invalidate_all_local(iam_client *c)
 {
     inv_log(c, INV_ALL, 0, NULL);
@@ -722,13 +742,16 @@ static bool batch_cmd(redis_batch *b, int argc, const char *const *argv)
     return redis_batch_add(b, argc, (const char **)argv, lens);
 }
 
+/* A DEL nobody waits for; a later blocking read never overtakes it (redis_batch_order). */
 static void fire_and_forget(iam_client *c, int argc, const char *const *argv)
 {
     redis_batch *b = redis_batch_new(NULL, NULL);
-    if (b && batch_cmd(b, argc, argv))
+    if (b && batch_cmd(b, argc, argv)) {
+        redis_batch_order(b);
         redis_submit(c->redis, b);
-    else
+    } else {
         redis_batch_free(b);
+    }
 }
 
 /* Best effort: published for the other nodes; nobody waits. */
@@ -768,10 +791,12 @@ static void delete_user_records(iam_client *c, const char *user_id)
     for (int i = 0; i < 5; i++)
         lens[i] = strlen(argv[i]);
     redis_batch *b = redis_batch_new(NULL, NULL);
-    if (b && redis_batch_add(b, 5, argv, lens))
+    if (b && redis_batch_add(b, 5, argv, lens)) {
+        redis_batch_order(b);
         redis_submit(c->redis, b);
-    else
+    } else {
         redis_batch_free(b);
+    }
 }
 
 /* Deletes a token's shared record in the client's own context (best effort). */
@@ -849,13 +874,13 @@ size_t iam_client_revoke_jti(iam_client *c, const char *jti)
 {
     if (!c || !jti || !*jti)
         return 0;
-    rev_mark_add(c, jti, now_ms(c)); /* marked first: a resolution from now on is refused */
-    size_t n = invalidate_jti_local(c, jti);
+    size_t n = revoke_local(c, jti, now_ms(c)); /* first: a resolution from now on is refused */
     if (c->redis) {
         redis_batch *b = redis_batch_new(NULL, NULL);
-        if (b && blacklist_batch(c, b, jti, c->revocation_ttl_ms / 1000))
+        if (b && blacklist_batch(c, b, jti, c->revocation_ttl_ms / 1000)) {
+            redis_batch_order(b);
             redis_submit(c->redis, b);
-        else
+        } else
             redis_batch_free(b);
         publish(c, NULL, jti, false);
     }
@@ -1027,8 +1052,9 @@ static iam_status redis_setup(iam_client *c, const iam_client_options *o, const 
         snprintf(c->origin + 2 * i, 3, "%02x", r[i]);
     atomic_store(&c->deaf, true); /* until the subscription is confirmed */
     redis_events ev = {on_redis_message, on_redis_subscription, c};
+    int direct = o->redis_direct_max < 0 ? 0 : o->redis_direct_max ? (int)o->redis_direct_max : IAM_DEFAULT_REDIS_DIRECT;
     if (redis_tier_start(c->loop, u, o->redis_timeout_ms ? o->redis_timeout_ms : IAM_DEFAULT_REDIS_TIMEOUT_MS,
-                         IAM_REDIS_CHANNEL, &ev, &c->redis) != IAM_OK)
+                         IAM_REDIS_CHANNEL, &ev, direct, &c->redis) != IAM_OK)
         return iam_fail(err, IAM_E_NOMEM, "cannot start the Redis tier");
     return IAM_OK;
 }
@@ -1069,7 +1095,8 @@ static redis_batch *sync_call_init(sync_call *sc)
 
 static bool sync_call_run(iam_client *c, sync_call *sc, redis_batch *b)
 {
-    redis_submit(c->redis, b);
+    if (!redis_direct(c->redis, b)) /* (the direct lane calls done before it returns) */
+        redis_submit(c->redis, b);
     pthread_mutex_lock(&sc->lock);
     while (!sc->done)
         pthread_cond_wait(&sc->cond, &sc->lock);
@@ -1096,8 +1123,7 @@ iam_status iam_client_revoke_token(iam_client *c, const char *token, size_t len,
     if (!pk.has_jti)
         return iam_fail(err, IAM_E_MISSING_CLAIM, "the token has no jti: revoke its user instead");
     int64_t now = now_ms(c);
-    rev_mark_add(c, pk.jti, now);
-    invalidate_jti_local(c, pk.jti);
+    revoke_local(c, pk.jti, now);
     invalidate_token_local(c, token, len);
     if (!c->redis)
         return iam_fail(err, IAM_E_CONFIG, "no Redis tier (redis_url): revoked in this process only");
@@ -1164,7 +1190,7 @@ static iam_status cached_in_redis(iam_client *c, const char *token, size_t len,
     } else if (pk.has_jti && (sc.n < 2 || sc.v[1].type != REDIS_REPLY_INTEGER)) {
         st = iam_fail(err, IAM_E_UNAVAILABLE, "revocation could not be checked (Redis answered an error)");
     } else if (pk.has_jti && sc.v[1].integer > 0) {
-        rev_mark_add(c, pk.jti, now_ms(c));
+        revoke_local(c, pk.jti, now_ms(c));
         st = iam_fail(err, IAM_E_REVOKED, "token has been revoked");
     } else if (sc.v[0].type == REDIS_REPLY_ERROR) { /* not a string at the key: remove it */
         atomic_fetch_add(&c->redis_bad, 1);
@@ -1309,12 +1335,14 @@ typedef struct veto_ctx {
 } veto_ctx;
 
 /* Runs under the shard lock just before an answer is stored: an invalidation concerning it
- * landed while it was resolved, or the subscription was lost since its expiry was chosen
- * (the cap below then no longer holds). */
+ * landed while it was resolved, its jti is marked revoked (revoke_local), or the
+ * subscription was lost since its expiry was chosen (the cap below then no longer holds). */
 static bool veto_store(void *arg)
 {
     veto_ctx *v = arg;
     if (v->c->redis && atomic_load(&v->c->deaf) && v->expires > v->now + v->c->stale_ms)
+        return true;
+    if (rev_is_marked(v->c, iam_user_jti(v->user), v->now))
         return true;
     return invalidated_since(v->c, v->epoch0, v->hash, v->user);
 }
@@ -1510,6 +1538,7 @@ static void pending_finish(pending *p, iam_status st, iam_user *user, iam_error 
 }
 
 static void pending_advance(pending *p);
+static void pending_advance_task(void *arg);
 static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n);
 
 typedef enum check_result { CHECK_NONE, CHECK_SUBMITTED, CHECK_FAILED } check_result;
@@ -1580,7 +1609,7 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
         user = NULL;
         st = iam_fail(&err, IAM_E_REVOKED, "token has been revoked");
         atomic_fetch_add(&c->redis_revoked, 1);
-        rev_mark_add(c, p->jti, now); /* refused here from now on without asking again */
+        revoke_local(c, p->jti, now); /* refused here from now on without asking again */
         const char *argv[] = {"DEL", p->key};
         fire_and_forget(c, 2, argv);
     } else if (p->lookup) {
@@ -1624,14 +1653,21 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
         } else {
             atomic_fetch_add(&c->redis_misses, 1);
         }
-    } else if (st == IAM_OK && !invalidated_since(c, p->epoch0, p->flight.hash, user)) {
-        /* (an invalidation heard meanwhile may have deleted the user's records: not re-filled) */
+    } else if (st == IAM_OK && !invalidated_since(c, p->epoch0, p->flight.hash, user) &&
+               !rev_is_marked(c, iam_user_jti(user), now)) {
+        /* (an invalidation heard meanwhile may have deleted the user's records: not re-filled;
+         * a jti this process knows revoked is not shared, even if Redis forgot its key) */
         store_record(c, &p->rctx, p->key, user, now, INT64_MAX);
     }
     if (undecided && (p->try_keys || p->try_auth)) {
         p->st = st;
         p->err = err;
-        pending_advance(p);
+        if (io_loop_is_current(c->loop)) {
+            pending_advance(p);
+        } else if (!io_loop_post(c->loop, pending_advance_task, p)) { /* (the direct lane) */
+            iam_fail(&err, IAM_E_UNAVAILABLE, "the client's I/O thread is not running");
+            pending_finish(p, IAM_E_UNAVAILABLE, NULL, &err, INT64_MAX);
+        }
         return;
     }
     pending_finish(p, st, user, &err, cap);
@@ -2064,14 +2100,17 @@ static pending *pending_new(iam_client *c, l1_flight *flight, const char *token,
     return p;
 }
 
-static void pending_start(pending *p, l1_waiter *lead)
+/* direct: the caller blocks anyway, so its first round trip may be made on its own thread
+ * (redis_direct); the later steps, if any, still run on the I/O thread. */
+static void pending_start(pending *p, l1_waiter *lead, bool direct)
 {
     p->lead = lead;
     lead->next = NULL;
     if (p->batch) {
         redis_batch *b = p->batch;
         p->batch = NULL; /* owned by the Redis tier from here */
-        redis_submit(p->c->redis, b);
+        if (!direct || !redis_direct(p->c->redis, b))
+            redis_submit(p->c->redis, b);
     } else if (!io_loop_post(p->c->loop, pending_advance_task, p)) {
         iam_error err;
         iam_fail(&err, IAM_E_UNAVAILABLE, "the client's I/O thread is not running");
@@ -2142,7 +2181,7 @@ static core_result resolve_core(iam_client *c, const char *token, size_t len,
         if (p) {
             p->ks_gen = ks_gen;
             if (waiter) {
-                pending_start(p, waiter);
+                pending_start(p, waiter, false);
                 return CORE_JOINED;
             }
             *pend = p;
@@ -2205,7 +2244,7 @@ iam_status iam_client_resolve_async(iam_client *c, const char *token, size_t len
         }
         if (r == CORE_PENDING) {
             if (j) {
-                pending_start(p, &j->w);
+                pending_start(p, &j->w, false);
                 return IAM_OK;
             }
             /* no memory for the waiter: end the resolution unanswered */
@@ -2275,7 +2314,7 @@ iam_status iam_client_resolve(iam_client *c, const char *token, size_t len,
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.cond, NULL);
     if (r == CORE_PENDING) {
-        pending_start(p, &b.w);
+        pending_start(p, &b.w, true);
         r = CORE_JOINED;
     } else {
         r = resolve_core(c, token, len, ro, &b.w, &st, out, e, &p);
@@ -2318,6 +2357,7 @@ void iam_client_stats_get(iam_client *c, iam_client_stats *s)
         s->network_calls += atomic_load(&rc->round_trips);
         s->redis_errors = atomic_load(&rc->errors);
         s->redis_reconnects = atomic_load(&rc->reconnects);
+        s->redis_direct = atomic_load(&rc->direct);
         s->redis_connected = atomic_load(&rc->connected);
         s->redis_subscribed = atomic_load(&rc->subscribed);
         s->redis_hits = atomic_load(&c->redis_hits);
@@ -2398,11 +2438,11 @@ char *iam_client_stats_json(iam_client *c)
     if (c && c->redis)
         strbuf_printf(&b, ",\"redis\":{\"connected\":%s,\"subscribed\":%s,\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
                       ",\"bad_records\":%" PRIu64 ",\"revoked\":%" PRIu64 ",\"errors\":%" PRIu64
-                      ",\"writes\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"invalidations_heard\":%" PRIu64
-                      ",\"invalidations_malformed\":%" PRIu64 "}",
+                      ",\"writes\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"direct\":%" PRIu64
+                      ",\"invalidations_heard\":%" PRIu64 ",\"invalidations_malformed\":%" PRIu64 "}",
                   s.redis_connected ? "true" : "false", s.redis_subscribed ? "true" : "false", s.redis_hits,
                   s.redis_misses, s.redis_bad_records, s.redis_revoked, s.redis_errors, s.redis_writes,
-                  s.redis_reconnects, s.invalidations_heard, s.invalidations_malformed);
+                  s.redis_reconnects, s.redis_direct, s.invalidations_heard, s.invalidations_malformed);
     if (c && c->http)
         strbuf_printf(&b, ",\"auth\":{\"calls\":%" PRIu64 ",\"valid\":%" PRIu64 ",\"denied\":%" PRIu64
                       ",\"errors\":%" PRIu64 ",\"fast_failures\":%" PRIu64 ",\"breaker_opened\":%" PRIu64
@@ -2480,6 +2520,8 @@ char *iam_client_metrics_prometheus(iam_client *c)
                      s.redis_errors);
         prom_counter(&b, "iam_redis_writes_total", "Shared-cache records stored.", s.redis_writes);
         prom_counter(&b, "iam_redis_reconnects_total", "Redis connection attempts.", s.redis_reconnects);
+        prom_counter(&b, "iam_redis_direct_total", "Redis round trips blocking callers made themselves.",
+                     s.redis_direct);
         prom_counter(&b, "iam_invalidations_heard_total", "Messages heard on policy:invalidate.",
                      s.invalidations_heard);
         prom_counter(&b, "iam_invalidations_malformed_total", "Malformed messages on policy:invalidate (ignored).",

@@ -324,6 +324,11 @@ static void redis_opts(iam_client_options *o, const char *url)
     o->cache_secret = CACHE_SECRET;
     o->redis_url = url;
     o->redis_timeout_ms = REDIS_TIMEOUT_MS;
+    /* IAM_TEST_REDIS_DIRECT=-1 (the test_redis_io_thread run): every blocking call goes
+     * through the I/O thread, so both lanes run every test */
+    const char *d = getenv("IAM_TEST_REDIS_DIRECT");
+    if (d && *d)
+        o->redis_direct_max = atoi(d);
 }
 
 /* A client that holds no key for our tokens (only an unrelated RSA key): it can answer them
@@ -788,6 +793,31 @@ static void test_redis_option_ranges(void **state)
     o.redis_stale_s = IAM_MAX_REDIS_STALE_S;
     o.redis_timeout_ms = IAM_MAX_REDIS_TIMEOUT_MS;
     client_free(client_new(&o));
+    redis_opts(&o, rs_url(g_rs));
+    o.redis_direct_max = -2;
+    expect_config(&o, NULL, NULL);
+    o.redis_direct_max = IAM_MAX_REDIS_DIRECT + 1;
+    expect_config(&o, NULL, NULL);
+    o.redis_direct_max = IAM_MAX_REDIS_DIRECT;
+    client_free(client_new(&o));
+    /* from the environment: -1 (off) or 1..max; 0 would read as "none", so it is refused */
+    static const char *const bad[] = {"0", "65", "-2", "abc", "4x", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        iam_client_options_init(&o);
+        setenv("IAM_REDIS_DIRECT_MAX", bad[i], 1);
+        iam_error e = {0};
+        iam_status st = iam_client_options_from_env(&o, &e);
+        if (bad[i][0] ? st != IAM_E_CONFIG || !strstr(e.message, "IAM_REDIS_DIRECT_MAX") : st != IAM_OK)
+            fail_msg("IAM_REDIS_DIRECT_MAX=\"%s\": %s (%s)", bad[i], iam_status_name(st), e.message);
+    }
+    static const struct { const char *v; int64_t want; } good[] = {{"-1", -1}, {"1", 1}, {"64", 64}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        iam_client_options_init(&o);
+        setenv("IAM_REDIS_DIRECT_MAX", good[i].v, 1);
+        assert_int_equal(iam_client_options_from_env(&o, NULL), IAM_OK);
+        assert_int_equal(o.redis_direct_max, good[i].want);
+    }
+    unsetenv("IAM_REDIS_DIRECT_MAX");
 }
 
 /* ================================================================ shared cache */
@@ -1621,7 +1651,11 @@ static void test_revocation_appears_in_flight(void **state)
     assert_true(after >= 1);
     if (f.max_ms > BOUND_MS)
         fail_msg("a resolution took %lld ms", f.max_ms);
-    /* afterwards: every token refused that was refused, and a fresh one too */
+    /* afterwards: every token refused that was refused, and a fresh one too. (This caught a
+     * race once blocking calls made their own round trips: a resolution whose EXISTS came
+     * back 0 just before the key was written stored a positive cache entry, then answered
+     * revoked because another resolution of the same jti had marked it meanwhile; the next
+     * call hit the entry. Marks now veto the store and evict the jti's entries.) */
     for (int i = 0; i < INFLIGHT_N; i++)
         if (f.resolved[i] && f.st[i] == IAM_E_REVOKED)
             assert_status(resolve(a, f.toks[i], NULL), IAM_E_REVOKED);
@@ -2938,6 +2972,253 @@ static void test_first_resolve_right_after_creation(void **state)
     free(t);
 }
 
+/* ------------------------------------------------------------ the direct lane */
+
+typedef struct async_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    iam_status st;
+} async_wait;
+
+static void on_async_done(void *arg, iam_status st, iam_user *u, const iam_error *e)
+{
+    (void)e;
+    async_wait *w = arg;
+    if (u)
+        iam_user_release(u);
+    pthread_mutex_lock(&w->mu);
+    w->st = st;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static iam_status resolve_async_wait(iam_client *c, const char *tok)
+{
+    async_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    assert_int_equal(iam_client_resolve_async(c, tok, strlen(tok), NULL, on_async_done, &w), IAM_OK);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return w.st;
+}
+
+/* A blocking call makes its round trip itself (counted in redis_direct) and answers exactly
+ * as the I/O thread does: a record hit, a miss, a revoked token; an asynchronous call never
+ * uses the lane; redis_direct_max -1 turns it off. */
+static void test_direct_lane_answers(void **state)
+{
+    (void)state;
+    iam_client_options o;
+    redis_opts(&o, rs_url(g_rs));
+    iam_client *a = ready_client(&o);
+    keyless_opts(&o, rs_url(g_rs));
+    o.redis_direct_max = 0; /* the default: on */
+    o.cache_disabled = true;
+    iam_client *direct = ready_client(&o);
+    o.redis_direct_max = -1;
+    iam_client *io = ready_client(&o);
+    char j2[37];
+    char *t1 = token("dl-user", NULL), *t2 = token("dl-user", j2), *t3 = token("dl-none", NULL);
+    free(resolve_and_record(g_rs, a, t1, "dl-user"));
+    free(resolve_and_record(g_rs, a, t2, "dl-user"));
+    char *bl = xprintf(IAM_REDIS_BLACKLIST_PREFIX "%s", j2);
+    assert_int_equal(rs_set(g_rs, bl, "1", 1, false), 0);
+    iam_client *both[2] = {direct, io};
+    for (int i = 0; i < 2; i++) {
+        assert_status(resolve(both[i], t1, "dl-user"), IAM_OK);
+        assert_status(resolve(both[i], t2, NULL), IAM_E_REVOKED);
+        assert_status(resolve(both[i], t3, NULL), IAM_E_UNKNOWN_KEY);
+    }
+    /* (the revoked answer queues a DEL of its record: the call right after it may find that
+     * DEL unanswered and go through the I/O thread) */
+    iam_client_stats s = stats(direct);
+    if (s.redis_direct < 2)
+        fail_msg("the direct lane served %llu of 3 blocking round trips", (unsigned long long)s.redis_direct);
+    assert_int_equal(s.redis_hits, 1);
+    assert_int_equal(s.redis_revoked, 1);
+    assert_int_equal(stats(io).redis_direct, 0);
+    assert_int_equal(stats(io).redis_hits, 1);
+    /* asynchronous resolutions go through the I/O thread */
+    uint64_t before = stats(direct).redis_direct;
+    assert_status(resolve_async_wait(direct, t1), IAM_OK);
+    assert_int_equal(stats(direct).redis_direct, before);
+    /* iam_client_cached and iam_client_revoke_token wait too: on the lane */
+    o.cache_disabled = false;
+    o.redis_direct_max = 0;
+    iam_client *c = ready_client(&o);
+    assert_status(cached(c, t1, "dl-user"), IAM_OK);
+    assert_status(cached(c, t2, NULL), IAM_E_REVOKED);
+    assert_status(revoke_token(c, t3), IAM_OK);
+    assert_int_equal(stats(c).redis_direct, 3);
+    free(bl);
+    free(t1);
+    free(t2);
+    free(t3);
+}
+
+/* The lane never overtakes commands sent earlier through the I/O thread: a record deleted
+ * by an invalidation is not read back by the next blocking call while the DEL waits at the
+ * server (CLIENT PAUSE … WRITE holds writes, serves reads). Before the in-flight gate, the
+ * GET on the lane's own connection answered from the record the DEL was about to remove. */
+static void test_direct_lane_never_overtakes(void **state)
+{
+    (void)state;
+    iam_client_options o;
+    redis_opts(&o, rs_url(g_rs));
+    iam_client *a = ready_client(&o);
+    keyless_opts(&o, rs_url(g_rs));
+    o.cache_disabled = true;
+    o.redis_direct_max = 0;
+    iam_client *b = ready_client(&o);
+    char *t1 = token("ov-user", NULL);
+    char *key = resolve_and_record(g_rs, a, t1, "ov-user");
+    assert_status(resolve(b, t1, "ov-user"), IAM_OK); /* the lane's connection is open */
+    assert_true(stats(b).redis_direct >= 1);
+    redisReply *r = rs_command(g_rs, "CLIENT PAUSE 500 WRITE");
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("CLIENT PAUSE … WRITE: %s", r->str);
+    freeReplyObject(r);
+    iam_client_invalidate_token(b, t1, strlen(t1)); /* DEL queued on the command connection */
+    assert_status(resolve(b, t1, NULL), IAM_E_UNKNOWN_KEY);
+    assert_int_equal(rs_exists(g_rs, key), 0);
+    free(key);
+    free(t1);
+}
+
+/* After a restart the lane's idle connections are dead: the first blocking call once the
+ * tier is connected again must still answer (a fresh connection, in the time left), not
+ * fail. Before the retry it answered UNAVAILABLE. */
+static void test_direct_lane_after_restart(void **state)
+{
+    (void)state;
+    rs_server *p = server_private(NULL);
+    iam_client_options o;
+    redis_opts(&o, rs_url(p));
+    o.redis_direct_max = 0;
+    o.cache_disabled = true;
+    iam_client *a = ready_client(&o);
+    char *t1 = token("dr-user", NULL), *t2 = token("dr-user", NULL);
+    assert_status(resolve(a, t1, "dr-user"), IAM_OK); /* verify + EXISTS, on the lane */
+    uint64_t d0 = stats(a).redis_direct;
+    assert_true(d0 >= 1);
+    assert_int_equal(rs_stop(p), 0);
+    if (!WAIT_UNTIL(!stats(a).redis_connected, WAIT_MS))
+        fail_msg("the loss was not noticed");
+    assert_int_equal(rs_restart(p), 0);
+    /* the lane needs the command connection back (not the subscription) */
+    if (!WAIT_UNTIL(stats(a).redis_connected, WAIT_MS))
+        fail_msg("the command connection did not come back");
+    assert_status(resolve(a, t2, "dr-user"), IAM_OK);
+    assert_true(stats(a).redis_direct > d0);
+    free(t1);
+    free(t2);
+}
+
+/* A hung server: a blocking call on the lane ends by the deadline (fail-closed), and the lane
+ * then stays closed for its backoff (later calls fail at once through the I/O thread). */
+static void test_direct_lane_hung_deadline(void **state)
+{
+    (void)state;
+    rs_server *p = server_private(NULL);
+    iam_client_options o;
+    redis_opts(&o, rs_url(p));
+    iam_client *a = ready_client(&o);
+    keyless_opts(&o, rs_url(p)); /* a reader only: no write of its own left in flight */
+    o.redis_timeout_ms = FAIL_TIMEOUT_MS;
+    o.redis_direct_max = 0;
+    o.cache_disabled = true;
+    iam_client *b = ready_client(&o);
+    char *t1 = token("dh-user", NULL), *t2 = token("dh-user", NULL);
+    free(resolve_and_record(p, a, t1, "dh-user"));
+    free(resolve_and_record(p, a, t2, "dh-user"));
+    assert_status(resolve(b, t1, "dh-user"), IAM_OK);
+    uint64_t d0 = stats(b).redis_direct;
+    assert_int_equal(rs_pause(p), 0);
+    long long took = 0;
+    iam_status st = resolve_quiet(b, t2, &took);
+    iam_status st2 = resolve_quiet(b, t2, NULL); /* the lane is in backoff: the I/O thread */
+    assert_int_equal(rs_resume(p), 0);
+    assert_status(st, IAM_E_UNAVAILABLE);
+    assert_status(st2, IAM_E_UNAVAILABLE);
+    assert_true(stats(b).redis_direct == d0 + 1);
+    if (took > FAIL_TIMEOUT_MS + 1000)
+        fail_msg("a blocking call on a hung server took %lld ms (deadline %d ms)", took, FAIL_TIMEOUT_MS);
+    if (!WAIT_UNTIL(resolve_quiet(b, t2, NULL) == IAM_OK, 15000))
+        fail_msg("service did not resume after SIGCONT");
+    free(t1);
+    free(t2);
+}
+
+/* Many threads, a pool of two: calls that find every connection busy go through the I/O
+ * thread; every answer is right. */
+typedef struct lane_worker {
+    iam_client *c;
+    char **tokens;
+    int n;
+    atomic_int *wrong;
+} lane_worker;
+
+static void *lane_worker_run(void *arg)
+{
+    lane_worker *w = arg;
+    for (int round = 0; round < 20; round++)
+        for (int i = 0; i < w->n; i++) {
+            iam_user *u = NULL;
+            iam_status st = iam_client_resolve(w->c, w->tokens[i], strlen(w->tokens[i]), NULL, &u, NULL);
+            iam_status want = i % 3 == 2 ? IAM_E_REVOKED : IAM_OK;
+            if (st != want || (u && strcmp(iam_user_id(u), "lane-user") != 0))
+                atomic_fetch_add(w->wrong, 1);
+            if (u)
+                iam_user_release(u);
+        }
+    return NULL;
+}
+
+static void test_direct_lane_pool_threads(void **state)
+{
+    (void)state;
+    iam_client_options o;
+    redis_opts(&o, rs_url(g_rs));
+    iam_client *a = ready_client(&o);
+    keyless_opts(&o, rs_url(g_rs));
+    o.cache_disabled = true;
+    o.redis_direct_max = 2;
+    iam_client *b = ready_client(&o);
+    enum { NTOK = 9, NTHREADS = 6 };
+    char *toks[NTOK];
+    for (int i = 0; i < NTOK; i++) {
+        char jti[37];
+        toks[i] = token("lane-user", jti);
+        free(resolve_and_record(g_rs, a, toks[i], "lane-user"));
+        if (i % 3 == 2) {
+            char *bl = xprintf(IAM_REDIS_BLACKLIST_PREFIX "%s", jti);
+            assert_int_equal(rs_set(g_rs, bl, "1", 1, false), 0);
+            free(bl);
+        }
+    }
+    atomic_int wrong = 0;
+    pthread_t th[NTHREADS];
+    lane_worker w = {b, toks, NTOK, &wrong};
+    for (int i = 0; i < NTHREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, lane_worker_run, &w), 0);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&wrong), 0);
+    iam_client_stats s = stats(b);
+    assert_true(s.redis_direct >= 1);
+    assert_int_equal(s.redis_errors, 0);
+    for (int i = 0; i < NTOK; i++)
+        free(toks[i]);
+}
+
 static void test_no_sigpipe(void **state)
 {
     (void)state;
@@ -3005,6 +3286,11 @@ int main(void)
         T(test_url_db_number),
         T(test_url_unix_socket),
         T(test_first_resolve_right_after_creation),
+        T(test_direct_lane_answers),
+        T(test_direct_lane_never_overtakes),
+        T(test_direct_lane_after_restart),
+        T(test_direct_lane_hung_deadline),
+        T(test_direct_lane_pool_threads),
         T(test_no_sigpipe),
     };
     /* IAM_TEST_FILTER=test_name (a glob) runs only the matching tests (reproductions). */

@@ -616,6 +616,7 @@ static const struct {
     {"cache_secret", O_STR, offsetof(iam_client_options, cache_secret)},
     {"redis_timeout_ms", O_INT, offsetof(iam_client_options, redis_timeout_ms)},
     {"redis_stale_s", O_INT, offsetof(iam_client_options, redis_stale_s)},
+    {"redis_direct_max", O_INT, offsetof(iam_client_options, redis_direct_max)},
     {"revocation_fail_open", O_BOOL, offsetof(iam_client_options, revocation_fail_open)},
 };
 
@@ -1110,7 +1111,7 @@ static PyTypeObject ClientType = {
               "issuer, leeway_s, auth_url, jwks_url, redis_url, cache_max_entries,\n"
               "cache_max_bytes, cache_ttl_s, negative_ttl_s, revocation_ttl_s,\n"
               "cache_disabled, cache_secret, redis_timeout_ms, redis_stale_s,\n"
-              "revocation_fail_open); from_env=True (the default) reads the IAM_* variables first.",
+              "redis_direct_max, revocation_fail_open); from_env=True (the default) reads the IAM_* variables first.",
     .tp_methods = client_methods,
     .tp_getset = client_getset,
     .tp_new = client_new,

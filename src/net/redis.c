@@ -1,9 +1,13 @@
 /* redis.c — the Redis tier's connections (see redis.h). Everything here but
- * redis_batch_new/add/free, redis_submit and redis_tier_start/stop runs on the loop thread. */
+ * redis_batch_new/add/free, redis_submit, redis_direct (the direct lane, on the caller's
+ * thread) and redis_tier_start/stop runs on the loop thread. */
 #include "net/redis.h"
 
+#include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <strings.h>
+#include <time.h>
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -31,6 +35,8 @@ struct redis_batch {
     void *arg;
     size_t n, received, outstanding;
     bool linked, completed, failed;
+    bool barrier; /* the direct lane waits for it (redis_batch_order) */
+    bool counted; /* counted in the tier's barriers until completed */
     uint64_t sent_at, deadline;
     char *cmd[REDIS_MAX_BATCH];
     size_t cmd_len[REDIS_MAX_BATCH];
@@ -60,7 +66,21 @@ struct redis_tier {
     bool hb_out;
     uint64_t hb_sent;
     redis_counters ctr;
+    /* ordering batches submitted and not completed (read by the direct lane, any thread) */
+    _Atomic long barriers;
+    /* the direct lane: idle blocking connections, under dlock */
+    pthread_mutex_t dlock;
+    struct direct_conn *didle;
+    int dopen, dmax;
+    uint64_t dbackoff_ms;
+    _Atomic uint64_t dretry_at; /* CLOCK_MONOTONIC ms: the lane is not used before */
+    _Atomic bool dclosed;
 };
+
+typedef struct direct_conn {
+    redisContext *ctx;
+    struct direct_conn *next;
+} direct_conn;
 
 /* ------------------------------------------------------------------ batches */
 
@@ -86,6 +106,11 @@ bool redis_batch_add(redis_batch *b, int argc, const char **argv, const size_t *
     b->cmd_len[b->n] = (size_t)len;
     b->n++;
     return true;
+}
+
+void redis_batch_order(redis_batch *b)
+{
+    b->barrier = true;
 }
 
 void redis_batch_free(redis_batch *b)
@@ -122,6 +147,10 @@ static void complete(redis_batch *b, bool ok)
     if (b->completed)
         return;
     b->completed = true;
+    if (b->counted) {
+        b->counted = false;
+        atomic_fetch_sub(&b->t->barriers, 1);
+    }
     if (b->done)
         b->done(b->arg, ok, b->vals, b->n);
 }
@@ -234,12 +263,233 @@ void redis_submit(redis_tier *t, redis_batch *b)
         redis_batch_free(b);
         return;
     }
+    if (b->barrier) {
+        b->counted = true;
+        atomic_fetch_add(&t->barriers, 1);
+    }
     if (!io_loop_post(t->loop, send_batch, b)) {
         /* the loop is stopping: fail here, on the caller's thread */
         atomic_fetch_add(&t->ctr.errors, 1);
         complete(b, false);
         redis_batch_free(b);
     }
+}
+
+/* -------------------------------------------------------------- the direct lane */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Writes the commands, then reads n replies, polling with the time left before each read:
+ * the whole exchange ends by the deadline. Replies in r[0..n) (caller frees) on success. */
+static bool direct_exchange(redisContext *ctx, char *const *cmd, const size_t *len, size_t n,
+                            redisReply **r, uint64_t deadline, uint64_t timeout_ms)
+{
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendFormattedCommand(ctx, cmd[i], len[i]) != REDIS_OK)
+            return false;
+    int done = 0;
+    do { /* a blocking socket whose send timeout is the tier's timeout */
+        if (redisBufferWrite(ctx, &done) != REDIS_OK)
+            return false;
+    } while (!done && mono_ms() < deadline);
+    if (!done)
+        return false;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        void *reply = NULL;
+        for (;;) {
+            if (redisReaderGetReply(ctx->reader, &reply) != REDIS_OK)
+                goto fail;
+            if (reply)
+                break;
+            uint64_t now = mono_ms();
+            if (now >= deadline)
+                goto fail;
+            /* The first read blocks on the socket itself (its receive timeout is the
+             * tier's timeout, and the write took microseconds): one system call, as a
+             * bare blocking round trip. A reply arriving in pieces waits in poll with
+             * the time left. */
+            if (!first || deadline - now < timeout_ms) {
+                struct pollfd pfd = {.fd = ctx->fd, .events = POLLIN};
+                if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+                    goto fail;
+            }
+            first = false;
+            if (redisBufferRead(ctx) != REDIS_OK)
+                goto fail;
+        }
+        r[i] = reply;
+        continue;
+    fail:
+        while (i > 0) {
+            freeReplyObject(r[--i]);
+            r[i] = NULL;
+        }
+        return false;
+    }
+    return true;
+}
+
+/* One formatted command and its reply: OK unless it failed or answered an error. */
+static bool direct_setup(redis_tier *t, redisContext *ctx, uint64_t deadline, int argc, const char **argv)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+    if (len < 0 || !cmd)
+        return false;
+    size_t l = (size_t)len;
+    redisReply *r = NULL;
+    bool ok = direct_exchange(ctx, &cmd, &l, 1, &r, deadline, t->timeout_ms) && r->type != REDIS_REPLY_ERROR;
+    if (r)
+        freeReplyObject(r);
+    free(cmd);
+    return ok;
+}
+
+/* A new blocking connection, authenticated, on the right database, and answering (a PING:
+ * a server refusing clients says so here, not in the first real reply). */
+static redisContext *direct_open(redis_tier *t, uint64_t deadline)
+{
+    uint64_t now = mono_ms();
+    if (now >= deadline)
+        return NULL;
+    uint64_t left = deadline - now;
+    struct timeval tv = {.tv_sec = (time_t)(left / 1000), .tv_usec = (suseconds_t)(left % 1000) * 1000};
+    redisContext *ctx = t->url.unix_socket ? redisConnectUnixWithTimeout(t->url.path, tv)
+                                           : redisConnectWithTimeout(t->url.host, t->url.port, tv);
+    if (!ctx || ctx->err)
+        goto fail;
+    tv.tv_sec = (time_t)(t->timeout_ms / 1000);
+    tv.tv_usec = (suseconds_t)(t->timeout_ms % 1000) * 1000;
+    if (redisSetTimeout(ctx, tv) != REDIS_OK)
+        goto fail;
+    char db[24];
+    snprintf(db, sizeof db, "%ld", t->url.db);
+    const char *auth2[] = {"AUTH", t->url.user, t->url.password};
+    const char *auth1[] = {"AUTH", t->url.password};
+    const char *select[] = {"SELECT", db};
+    const char *ping[] = {"PING"};
+    if (t->url.has_password && !(t->url.user[0] ? direct_setup(t, ctx, deadline, 3, auth2)
+                                                : direct_setup(t, ctx, deadline, 2, auth1)))
+        goto fail;
+    if (t->url.db && !direct_setup(t, ctx, deadline, 2, select))
+        goto fail;
+    if (!direct_setup(t, ctx, deadline, 1, ping))
+        goto fail;
+    return ctx;
+fail:
+    if (ctx)
+        redisFree(ctx);
+    return NULL;
+}
+
+static void direct_close_idle(redis_tier *t);
+
+/* A connection back to the pool (or closed: failed, or the tier is closing). */
+static void direct_release(redis_tier *t, direct_conn *dc, bool ok)
+{
+    pthread_mutex_lock(&t->dlock);
+    if (ok) {
+        t->dbackoff_ms = 0;
+        if (!atomic_load(&t->dclosed)) {
+            dc->next = t->didle;
+            t->didle = dc;
+            dc = NULL;
+        }
+    } else {
+        t->dbackoff_ms = t->dbackoff_ms ? t->dbackoff_ms * 2 : REDIS_BACKOFF_MIN_MS;
+        if (t->dbackoff_ms > REDIS_BACKOFF_MAX_MS)
+            t->dbackoff_ms = REDIS_BACKOFF_MAX_MS;
+        atomic_store(&t->dretry_at, mono_ms() + t->dbackoff_ms);
+    }
+    if (dc)
+        t->dopen--;
+    pthread_mutex_unlock(&t->dlock);
+    if (dc) {
+        if (dc->ctx)
+            redisFree(dc->ctx);
+        free(dc);
+    }
+}
+
+bool redis_direct(redis_tier *t, redis_batch *b)
+{
+    if (t->dmax <= 0 || b->n == 0 || atomic_load(&t->dclosed) || io_loop_is_current(t->loop) ||
+        !atomic_load(&t->ctr.connected) || atomic_load(&t->barriers) > 0)
+        return false;
+    uint64_t now = mono_ms();
+    if (now < atomic_load(&t->dretry_at))
+        return false;
+    pthread_mutex_lock(&t->dlock);
+    direct_conn *dc = t->didle;
+    if (dc) {
+        t->didle = dc->next;
+    } else if (t->dopen < t->dmax && (dc = calloc(1, sizeof *dc))) {
+        t->dopen++;
+    }
+    pthread_mutex_unlock(&t->dlock);
+    if (!dc)
+        return false;
+    uint64_t deadline = now + t->timeout_ms;
+    b->t = t;
+    redisReply *r[REDIS_MAX_BATCH] = {0};
+    bool answered = false;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool fresh = !dc->ctx;
+        if (fresh && !(dc->ctx = direct_open(t, deadline)))
+            break;
+        if (direct_exchange(dc->ctx, b->cmd, b->cmd_len, b->n, r, deadline, t->timeout_ms)) {
+            answered = true;
+            break;
+        }
+        redisFree(dc->ctx);
+        dc->ctx = NULL;
+        if (fresh)
+            break; /* a connection opened just now failed: it is the server */
+        /* A connection that sat idle may have been closed by the server meanwhile (a
+         * restart): the others idled as long, so they go too, and the batch is tried once
+         * more on a fresh connection, in the time left. Every batch is safe to repeat
+         * (GET, EXISTS, SET, DEL, PUBLISH of an invalidation). */
+        direct_close_idle(t);
+    }
+    bool ok = answered;
+    for (size_t i = 0; ok && i < b->n; i++) {
+        copy_reply(&b->vals[i], r[i]);
+        if (!b->vals[i].str && (r[i]->type == REDIS_REPLY_STRING || r[i]->type == REDIS_REPLY_STATUS ||
+                                r[i]->type == REDIS_REPLY_ERROR))
+            ok = false; /* out of memory for the copy: the batch fails, the connection is fine */
+    }
+    for (size_t i = 0; i < b->n; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    direct_release(t, dc, answered);
+    atomic_fetch_add(&t->ctr.round_trips, 1);
+    atomic_fetch_add(&t->ctr.direct, 1);
+    if (!ok)
+        atomic_fetch_add(&t->ctr.errors, 1);
+    complete(b, ok);
+    redis_batch_free(b);
+    return true;
+}
+
+static void direct_close_idle(redis_tier *t)
+{
+    pthread_mutex_lock(&t->dlock);
+    direct_conn *dc = t->didle;
+    t->didle = NULL;
+    while (dc) {
+        direct_conn *next = dc->next;
+        redisFree(dc->ctx);
+        free(dc);
+        t->dopen--;
+        dc = next;
+    }
+    pthread_mutex_unlock(&t->dlock);
 }
 
 /* -------------------------------------------------------------- connections */
@@ -479,11 +729,13 @@ static void start_on_loop(void *arg)
 }
 
 iam_status redis_tier_start(io_loop *loop, const redis_url *u, int64_t timeout_ms, const char *channel,
-                            const redis_events *ev, redis_tier **out)
+                            const redis_events *ev, int direct_max, redis_tier **out)
 {
     redis_tier *t = calloc(1, sizeof *t);
     if (!t)
         return IAM_E_NOMEM;
+    pthread_mutex_init(&t->dlock, NULL);
+    t->dmax = direct_max > 0 ? direct_max : 0;
     t->loop = loop;
     t->uv = io_loop_uv(loop);
     t->url = *u;
@@ -500,6 +752,7 @@ iam_status redis_tier_start(io_loop *loop, const redis_url *u, int64_t timeout_m
     if ((channel && !t->channel) || !io_loop_run_sync(loop, start_on_loop, t)) {
         *out = NULL;
         free(t->channel);
+        pthread_mutex_destroy(&t->dlock);
         free(t);
         return IAM_E_NOMEM;
     }
@@ -537,14 +790,20 @@ static void stop_on_loop(void *arg)
 
 void redis_tier_stop(redis_tier *t)
 {
-    if (t)
-        io_loop_run_sync(t->loop, stop_on_loop, t);
+    if (!t)
+        return;
+    atomic_store(&t->dclosed, true); /* connections in use close when released */
+    direct_close_idle(t);
+    io_loop_run_sync(t->loop, stop_on_loop, t);
 }
 
 void redis_tier_free(redis_tier *t)
 {
     if (!t)
         return;
+    atomic_store(&t->dclosed, true);
+    direct_close_idle(t);
+    pthread_mutex_destroy(&t->dlock);
     free(t->channel);
     free(t);
 }

@@ -40,6 +40,7 @@ typedef struct redis_events {
 
 typedef struct redis_counters {
     _Atomic uint64_t round_trips, errors, reconnects;
+    _Atomic uint64_t direct;    /* round trips made on the direct lane (of round_trips) */
     _Atomic bool connected, subscribed;
 } redis_counters;
 
@@ -48,7 +49,7 @@ typedef struct redis_counters {
  * channel may be NULL (no subscriber).
  */
 iam_status redis_tier_start(io_loop *loop, const redis_url *u, int64_t timeout_ms, const char *channel,
-                            const redis_events *ev, redis_tier **out);
+                            const redis_events *ev, int direct_max, redis_tier **out);
 /** Closes both connections, failing every batch in flight; blocks until done. Must not be
  *  called on the loop thread. Batches submitted afterwards fail at once. */
 void redis_tier_stop(redis_tier *t);
@@ -80,5 +81,24 @@ bool redis_batch_add(redis_batch *b, int argc, const char **argv, const size_t *
 void redis_submit(redis_tier *t, redis_batch *b);
 /** Frees a batch never submitted. */
 void redis_batch_free(redis_batch *b);
+/** Marks a batch the direct lane must not overtake (set before submitting): a write whose
+ *  effect a later read must see — a DEL of records, a revocation key. */
+void redis_batch_order(redis_batch *b);
+
+/*
+ * The direct lane, for callers that block anyway (never the loop thread): the batch's round
+ * trip is made on the calling thread, on a blocking connection of a small pool (at most
+ * direct_max, opened on first use; PING-checked when opened), within the tier's timeout
+ * (poll with the time left before every read). It skips two thread hand-offs per call.
+ *
+ * True: done has been called on this thread and the batch freed — with ok=false when the
+ * lane failed (connect, I/O, deadline), which also keeps the lane closed for a backoff
+ * (REDIS_BACKOFF_MIN_MS doubling to _MAX_MS). False: the batch is untouched; submit it —
+ * the lane is off (direct_max 0), closing, in backoff, every connection is in use, the
+ * command connection is down, or a batch marked with redis_batch_order is still unanswered:
+ * the lane never overtakes those (a DEL queued by an invalidation is executed before a GET
+ * sent after it). Other batches (record stores, reads, publishes) do not hold it up.
+ */
+bool redis_direct(redis_tier *t, redis_batch *b);
 
 #endif
