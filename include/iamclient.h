@@ -504,7 +504,8 @@ typedef struct iam_resolve_options {
 } iam_resolve_options;
 
 /**
- * Resolves a token (blocking; a wait on the asynchronous call). Safe from any number of
+ * Resolves a token (blocking; the asynchronous call, waited for — its first Redis round trip
+ * made on the calling thread, see redis_direct_max). Safe from any number of
  * threads — except, with the Redis tier, the client's own I/O thread (a callback), where a
  * wait could never end: IAM_E_INVALID_ARGUMENT there (the same for iam_client_cached and
  * iam_client_revoke_token); use iam_client_resolve_async from callbacks. On IAM_OK *out holds a reference (caller releases). Refusals are the rejection
