@@ -3096,12 +3096,14 @@ static void test_direct_lane_never_overtakes(void **state)
 /* After a restart the lane's idle connections are dead: the first blocking call once the
  * tier is connected again must still answer (a fresh connection, in the time left), not
  * fail. Before the retry it answered UNAVAILABLE. */
-static void test_direct_lane_after_restart(void **state)
+static void lane_after_restart(bool unix_socket)
 {
-    (void)state;
-    rs_server *p = server_private(NULL);
+    rs_options ro = {.unix_socket = unix_socket};
+    rs_server *p = server_private(&ro);
+    char *url = unix_socket ? xprintf("unix://%s", rs_socket_path(p)) : xstrdup(rs_url(p));
+    int pipes0 = atomic_load(&g_sigpipes);
     iam_client_options o;
-    redis_opts(&o, rs_url(p));
+    redis_opts(&o, url);
     o.redis_direct_max = 0;
     o.cache_disabled = true;
     iam_client *a = ready_client(&o);
@@ -3116,10 +3118,29 @@ static void test_direct_lane_after_restart(void **state)
     /* the lane needs the command connection back (not the subscription) */
     if (!WAIT_UNTIL(stats(a).redis_connected, WAIT_MS))
         fail_msg("the command connection did not come back");
+    /* Over a unix socket, the pooled connection's first write after the restart fails with
+     * EPIPE at once (over TCP the write passes and the read fails): a write() there raised
+     * SIGPIPE, whose default action kills the host. */
     assert_status(resolve(a, t2, "dr-user"), IAM_OK);
     assert_true(stats(a).redis_direct > d0);
+    if (atomic_load(&g_sigpipes) != pipes0)
+        fail_msg("SIGPIPE raised %d times: the lane wrote to a closed socket without MSG_NOSIGNAL",
+                 atomic_load(&g_sigpipes) - pipes0);
     free(t1);
     free(t2);
+    free(url);
+}
+
+static void test_direct_lane_after_restart(void **state)
+{
+    (void)state;
+    lane_after_restart(false);
+}
+
+static void test_direct_lane_after_restart_unix(void **state)
+{
+    (void)state;
+    lane_after_restart(true);
 }
 
 /* A hung server: a blocking call on the lane ends by the deadline (fail-closed), and the lane
@@ -3289,6 +3310,7 @@ int main(void)
         T(test_direct_lane_answers),
         T(test_direct_lane_never_overtakes),
         T(test_direct_lane_after_restart),
+        T(test_direct_lane_after_restart_unix),
         T(test_direct_lane_hung_deadline),
         T(test_direct_lane_pool_threads),
         T(test_no_sigpipe),

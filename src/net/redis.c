@@ -3,10 +3,13 @@
  * thread) and redis_tier_start/stop runs on the loop thread. */
 #include "net/redis.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include <hiredis/adapters/libuv.h>
@@ -284,20 +287,55 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Writes the commands, then reads n replies, polling with the time left before each read:
+/* Sends the formatted commands, all of them, by the deadline. With MSG_NOSIGNAL: a server
+ * that closed the connection (a restart) is an error here, never a SIGPIPE, whose default
+ * action would kill the host — hiredis's own redisBufferWrite uses write(), and this runs on
+ * the caller's thread, whose signal mask is the host's. */
+static bool direct_send(int fd, char *const *cmd, const size_t *len, size_t n, uint64_t deadline)
+{
+    struct iovec iov[REDIS_MAX_BATCH];
+    if (n > REDIS_MAX_BATCH)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        iov[i] = (struct iovec){.iov_base = cmd[i], .iov_len = len[i]};
+    struct iovec *v = iov;
+    size_t left = n;
+    while (left > 0) {
+        struct msghdr m = {.msg_iov = v, .msg_iovlen = left};
+        ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            uint64_t now = mono_ms();
+            /* a blocking socket whose send timeout is the tier's timeout: EAGAIN is that
+             * timeout (or a full buffer); wait for room in the time left */
+            if ((errno != EAGAIN && errno != EWOULDBLOCK) || now >= deadline)
+                return false;
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+                return false;
+            continue;
+        }
+        size_t sent = (size_t)w;
+        while (left > 0 && sent >= v->iov_len) {
+            sent -= v->iov_len;
+            v++;
+            left--;
+        }
+        if (left > 0) {
+            v->iov_base = (char *)v->iov_base + sent;
+            v->iov_len -= sent;
+        }
+    }
+    return true;
+}
+
+/* Sends the commands, then reads n replies, polling with the time left before each read:
  * the whole exchange ends by the deadline. Replies in r[0..n) (caller frees) on success. */
 static bool direct_exchange(redisContext *ctx, char *const *cmd, const size_t *len, size_t n,
                             redisReply **r, uint64_t deadline, uint64_t timeout_ms)
 {
-    for (size_t i = 0; i < n; i++)
-        if (redisAppendFormattedCommand(ctx, cmd[i], len[i]) != REDIS_OK)
-            return false;
-    int done = 0;
-    do { /* a blocking socket whose send timeout is the tier's timeout */
-        if (redisBufferWrite(ctx, &done) != REDIS_OK)
-            return false;
-    } while (!done && mono_ms() < deadline);
-    if (!done)
+    if (!direct_send(ctx->fd, cmd, len, n, deadline))
         return false;
     bool first = true;
     for (size_t i = 0; i < n; i++) {
