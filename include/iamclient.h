@@ -545,7 +545,11 @@ IAM_EXTERN iam_status iam_client_cached(iam_client *c, const char *token, size_t
 
 /* Invalidation. Each returns the number of cached entries removed. A revoked jti is also
  * marked so that the token is refused (IAM_E_REVOKED) and never cached again for
- * revocation_ttl_s; resolutions in flight when an invalidation lands are not cached. */
+ * revocation_ttl_s; resolutions in flight when an invalidation lands are not cached. After
+ * iam_client_revoke_jti returns, a call joining a resolution already in flight is refused
+ * too. (A revocation written elsewhere is seen through Redis: a call that joins a resolution
+ * whose blacklist check went out before the key was written may get that resolution's
+ * answer, until the invalidation message is heard; see the README's Redis tier.) */
 IAM_EXTERN size_t iam_client_invalidate_token(iam_client *c, const char *token, size_t len);
 IAM_EXTERN size_t iam_client_invalidate_user(iam_client *c, const char *user_id);
 IAM_EXTERN size_t iam_client_revoke_jti(iam_client *c, const char *jti);

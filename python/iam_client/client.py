@@ -90,7 +90,7 @@ class _ClientCore:
                  leeway=None, cache_max_entries=None, cache_max_bytes=None, cache_ttl=None,
                  negative_ttl=None, revocation_ttl=None, cache_disabled=None,
                  cache_secret=None, timeout=None, redis_stale=None, revocation_fail_open=None,
-                 max_secret_clients=MAX_SECRET_CLIENTS):
+                 redis_direct_max=None, max_secret_clients=MAX_SECRET_CLIENTS):
         if timeout is not None:
             # seconds, like the old SDK's httpx timeout: the deadline of one Redis round trip
             # (the auth service's is IAM_AUTH_TIMEOUT_MS)
@@ -110,6 +110,7 @@ class _ClientCore:
             "revocation_ttl_s": revocation_ttl, "cache_disabled": cache_disabled,
             "cache_secret": cache_secret, "redis_timeout_ms": timeout,
             "redis_stale_s": redis_stale, "revocation_fail_open": revocation_fail_open,
+            "redis_direct_max": redis_direct_max,
         }
         self._max_secret_clients = int(max_secret_clients)
         self._lock = threading.Lock()

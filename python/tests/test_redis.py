@@ -119,6 +119,34 @@ def test_the_sync_client_accepts_a_redis_url(redis_server):
         assert c.get_user(mint()).user_id == "2"
 
 
+def _direct_after_first_sights(c, n=50):
+    """Resolves n fresh tokens (each a first sight: verification + its EXISTS round trip)
+    and returns the Redis stats."""
+    for i in range(n):
+        assert c.get_user(mint(sub=str(100 + i), jti=f"lane-{i}-{time.time_ns()}")) is not None
+    return c.stats()["redis"]
+
+
+def test_the_sync_client_makes_its_round_trips_on_the_direct_lane(redis_server):
+    url, _ = redis_server
+    with IAMClientSync("http://auth-service:8001", redis_url=url, secret=SECRET_A) as c:
+        deadline = time.monotonic() + 10
+        while not c.stats()["redis"]["connected"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _direct_after_first_sights(c)["direct"] > 0
+    with IAMClientSync("http://auth-service:8001", redis_url=url, secret=SECRET_A,
+                       redis_direct_max=-1) as c:
+        redis = _direct_after_first_sights(c)
+        assert redis["direct"] == 0 and redis["errors"] == 0
+
+
+def test_redis_direct_max_is_checked():
+    from iam_client import IAMError
+    for bad in (65, -2):
+        with pytest.raises(IAMError, match="redis_direct_max"):
+            IAMClientSync("http://auth", secret=SECRET_A, redis_direct_max=bad)
+
+
 def test_a_malformed_redis_url_fails_at_creation():
     import pytest
     from iam_client import IAMError
