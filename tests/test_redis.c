@@ -51,6 +51,7 @@
 #include "iamclient.h"
 #include "mint.h"
 #include "redis_server.h"
+#include "tcp_proxy.h"
 
 /* No call may block longer than this (redis_timeout_ms is at most 2 s here):
  * a generous bound that only catches a call hanging, never measures speed. */
@@ -3143,6 +3144,72 @@ static void test_direct_lane_after_restart_unix(void **state)
     lane_after_restart(true);
 }
 
+/* A connection reset (an RST: a crashed server, a middlebox) is noticed at once, on both
+ * connections, and both come back by themselves. libuv reports a socket error as a poll
+ * error, which hiredis 0.14's own libuv adapter drops without telling hiredis: the reset
+ * connection then looked alive until a command timed out (the subscription: until its
+ * heartbeat, 1 s + 4 x redis_timeout_ms), and a connect refused asynchronously hung until
+ * the connect limit (4 x redis_timeout_ms). No command is sent here, so nothing but the
+ * error itself can reveal the reset. */
+static void test_reset_noticed_at_once(void **state)
+{
+    (void)state;
+    tcp_proxy *x = tp_start(rs_port(g_rs));
+    assert_non_null(x);
+    char *url = xprintf("redis://127.0.0.1:%d", tp_port(x));
+    iam_client_options o;
+    redis_opts(&o, url); /* redis_timeout_ms 2000: the limits above are 8 and 9 s */
+    iam_client *a = ready_client(&o);
+    uint64_t r0 = stats(a).redis_reconnects, e0 = stats(a).redis_errors;
+    int accepted0 = tp_accepted(x);
+    assert_true(tp_reset_all(x) >= 2); /* the command connection and the subscription */
+    /* both reconnect through the relay, long before either limit */
+    bool back = WAIT_UNTIL(tp_accepted(x) >= accepted0 + 2, 4000);
+    iam_client_stats s = stats(a);
+    if (!back)
+        fail_msg("a reset went unnoticed for 4 s: reconnects %llu -> %llu, errors %llu -> %llu",
+                 (unsigned long long)r0, (unsigned long long)s.redis_reconnects,
+                 (unsigned long long)e0, (unsigned long long)s.redis_errors);
+    assert_true(s.redis_reconnects >= r0 + 2);
+    assert_true(s.redis_errors >= e0 + 2);
+    wait_ready(a);
+    char *t = token("rst-user", NULL);
+    assert_status(resolve(a, t, "rst-user"), IAM_OK);
+    free(t);
+    client_free(a);
+    tp_free(x);
+    free(url);
+}
+
+/* A server that resets every connection as it is accepted: each connect attempt fails at
+ * once and the next follows its backoff (50 ms doubling to 2 s). A refusal reported as a
+ * poll error used to be dropped (see test_reset_noticed_at_once), so an attempt hung until
+ * the connect limit (8 s here) and a restarted server waited that long to be used. */
+static void test_refused_connects_fail_at_once(void **state)
+{
+    (void)state;
+    tcp_proxy *x = tp_start(rs_port(g_rs));
+    assert_non_null(x);
+    tp_refuse(x, 1);
+    char *url = xprintf("redis://127.0.0.1:%d", tp_port(x));
+    iam_client_options o;
+    redis_opts(&o, url);
+    iam_client *a = client_new(&o);
+    /* two connections, each retrying at 25-50, 50-100, 100-200, 200-400 ms ...: at least
+     * three attempts in 4 s unless one hangs */
+    if (!WAIT_UNTIL(tp_accepted(x) >= 6, 4000))
+        fail_msg("connect attempts hang: %d accepted and reset in 4 s", tp_accepted(x));
+    assert_false(stats(a).redis_connected);
+    tp_refuse(x, 0);
+    wait_ready(a);
+    char *t = token("ref-user", NULL);
+    assert_status(resolve(a, t, "ref-user"), IAM_OK);
+    free(t);
+    client_free(a);
+    tp_free(x);
+    free(url);
+}
+
 /* A hung server: a blocking call on the lane ends by the deadline (fail-closed), and the lane
  * then stays closed for its backoff (later calls fail at once through the I/O thread). */
 static void test_direct_lane_hung_deadline(void **state)
@@ -3311,6 +3378,8 @@ int main(void)
         T(test_direct_lane_never_overtakes),
         T(test_direct_lane_after_restart),
         T(test_direct_lane_after_restart_unix),
+        T(test_reset_noticed_at_once),
+        T(test_refused_connects_fail_at_once),
         T(test_direct_lane_hung_deadline),
         T(test_direct_lane_pool_threads),
         T(test_no_sigpipe),

@@ -12,7 +12,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#include <hiredis/adapters/libuv.h>
+#include "net/hiredis_uv.h"
 #include <hiredis/async.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -642,7 +642,7 @@ static void conn_open(redis_conn *c)
         schedule_retry(c);
         return;
     }
-    if (redisLibuvAttach(ac, t->uv) != REDIS_OK) {
+    if (hiredis_uv_attach(ac, t->uv) != REDIS_OK) {
         redisAsyncFree(ac);
         schedule_retry(c);
         return;
