@@ -572,6 +572,8 @@ static int cmd_revoke(int argc, char **argv)
 typedef struct watch_state {
     pthread_mutex_t lock;
     int64_t heard;
+    bool broken;     /* stdout could not be written (e.g. `iamctl watch | head -n 1`: a closed pipe) */
+    int write_errno; /* why (errno is per thread: this is the I/O thread's) */
 } watch_state;
 
 static void print_json_string(const char *s)
@@ -588,10 +590,17 @@ static void print_json_string(const char *s)
     putchar('"');
 }
 
-/* On the client's I/O thread: one JSON line per event. */
+/* On the client's I/O thread: one JSON line per event. That thread blocks SIGPIPE (the
+ * library never lets it kill a host), so a closed pipe shows as a write error here: it is
+ * reported to the main thread, which ends the way a filter ends on a closed pipe. */
 static void on_watch_event(void *arg, const iam_invalidation *m)
 {
     watch_state *w = arg;
+    pthread_mutex_lock(&w->lock);
+    bool broken = w->broken;
+    pthread_mutex_unlock(&w->lock);
+    if (broken)
+        return;
     if (m->kind == IAM_INVALIDATION_SUBSCRIBED) {
         printf("{\"event\":\"subscribed\",\"channel\":\"%s\"}\n", IAM_REDIS_CHANNEL);
     } else if (m->kind == IAM_INVALIDATION_LOST) {
@@ -615,7 +624,13 @@ static void on_watch_event(void *arg, const iam_invalidation *m)
         w->heard++;
         pthread_mutex_unlock(&w->lock);
     }
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int why = errno;
+        pthread_mutex_lock(&w->lock);
+        w->broken = true;
+        w->write_errno = why;
+        pthread_mutex_unlock(&w->lock);
+    }
 }
 
 static int cmd_watch(int argc, char **argv)
@@ -644,7 +659,7 @@ static int cmd_watch(int argc, char **argv)
             if (sigtimedwait(&set, NULL, &tick) > 0)
                 break;
             pthread_mutex_lock(&w.lock);
-            bool enough = r.count && w.heard >= r.count;
+            bool enough = (r.count && w.heard >= r.count) || w.broken;
             pthread_mutex_unlock(&w.lock);
             if (enough)
                 break;
@@ -653,6 +668,20 @@ static int cmd_watch(int argc, char **argv)
     iam_client_free(c);
     pthread_mutex_destroy(&w.lock);
     redis_cmd_free(&r);
+    if (w.broken) {
+        /* the reader went away: end as any filter does on a closed pipe, by SIGPIPE (the
+         * shell's 141); another write error is reported */
+        if (w.write_errno == EPIPE) {
+            signal(SIGPIPE, SIG_DFL);
+            sigset_t pipe_set;
+            sigemptyset(&pipe_set);
+            sigaddset(&pipe_set, SIGPIPE);
+            pthread_sigmask(SIG_UNBLOCK, &pipe_set, NULL);
+            raise(SIGPIPE);
+        }
+        fprintf(stderr, "error: writing to standard output failed: %s\n", strerror(w.write_errno));
+        return 1;
+    }
     return rc;
 }
 

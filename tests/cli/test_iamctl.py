@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -624,6 +625,56 @@ def t_redis_watch(rs):
           "watch printed the token")
 
 
+def t_redis_watch_closed_pipe(rs):
+    """`iamctl watch | head -n 1`: once head has gone, the next message ends watch the way a
+    filter ends on a closed pipe (SIGPIPE). The library's I/O thread, which prints, blocks
+    SIGPIPE; before watch checked its writes, it kept running forever."""
+    r = rs.client()
+    watch = subprocess.Popen([IAMCTL, "watch", "--redis", rs.url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=base_env())
+    try:
+        first = watch.stdout.readline().decode()
+        check(json.loads(first)["event"] == "subscribed", "first line %r" % first)
+        watch.stdout.close()  # the reader goes away
+        for i in range(20):
+            r.publish("policy:invalidate", '{"user_id": "%d"}' % i)
+            try:
+                watch.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            rc = watch.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc == -signal.SIGPIPE, "watch writing into a closed pipe: exit %r, expected death by "
+              "SIGPIPE" % rc)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+
+
+def t_redis_watch_signals(rs):
+    """SIGINT and SIGTERM end watch at once, with exit 0."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        watch = subprocess.Popen([IAMCTL, "watch", "--redis", rs.url], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=base_env())
+        try:
+            first = watch.stdout.readline().decode()
+            check(json.loads(first)["event"] == "subscribed", "first line %r" % first)
+            watch.send_signal(sig)
+            try:
+                rc = watch.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                rc = None
+            check(rc == 0, "watch after %s: exit %r" % (sig.name, rc))
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+
+
 def t_redis_usage(rs):
     tok = mint_hs256(platform_claims())
     res = verify(tok, "--secret", SECRET, "--redis", "rediss://:pw-s3cret@127.0.0.1:1")
@@ -724,6 +775,8 @@ def main():
             rs = _redis_server()
             tests += [("redis_verify_revoke", t_redis_verify_revoke, "redis"),
                       ("redis_watch", t_redis_watch, "redis"),
+                      ("redis_watch_closed_pipe", t_redis_watch_closed_pipe, "redis"),
+                      ("redis_watch_signals", t_redis_watch_signals, "redis"),
                       ("redis_usage", t_redis_usage, "redis")]
         else:
             print("FAIL redis: redis-server is not installed (scripts/install-deps.sh installs it)")
