@@ -3210,6 +3210,85 @@ static void test_refused_connects_fail_at_once(void **state)
     free(url);
 }
 
+/* Host signals landing on calling threads while they wait on the lane (a profiler's
+ * SIGPROF, any handler): poll() and connect's poll return EINTR, whatever SA_RESTART says.
+ * Redis is healthy, so no call may fail; before, each interrupted wait was taken for a
+ * failure (UNAVAILABLE, and the lane backed off). */
+typedef struct storm {
+    iam_client *c;
+    char **toks;
+    int ntok;
+    atomic_bool stop;
+    atomic_int calls, failed;
+    pthread_t th[4];
+} storm;
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+}
+
+static void *storm_caller(void *arg)
+{
+    storm *w = arg;
+    for (int i = 0; !atomic_load(&w->stop); i++) {
+        iam_user *u = NULL;
+        iam_error e = {0};
+        const char *t = w->toks[i % w->ntok];
+        iam_status st = iam_client_resolve(w->c, t, strlen(t), NULL, &u, &e);
+        if (st == IAM_OK)
+            iam_user_release(u);
+        else
+            atomic_fetch_add(&w->failed, 1);
+        atomic_fetch_add(&w->calls, 1);
+    }
+    return NULL;
+}
+
+static void test_direct_lane_host_signals(void **state)
+{
+    (void)state;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr2;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, &old);
+    iam_client_options o;
+    redis_opts(&o, rs_url(g_rs));
+    o.redis_direct_max = 0;
+    o.cache_disabled = true; /* every call asks Redis (EXISTS), on the lane */
+    iam_client *a = ready_client(&o);
+    storm w = {.c = a, .ntok = 8};
+    char *toks[8];
+    for (int i = 0; i < 8; i++)
+        toks[i] = token("sig-user", NULL);
+    w.toks = toks;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&w.th[i], NULL, storm_caller, &w), 0);
+    long long end = rs_mono_ms() + 1500;
+    int sent = 0;
+    while (rs_mono_ms() < end) {
+        for (int i = 0; i < 4; i++)
+            if (pthread_kill(w.th[i], SIGUSR2) == 0)
+                sent++;
+        struct timespec pause = {0, 100 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    atomic_store(&w.stop, true);
+    for (int i = 0; i < 4; i++)
+        pthread_join(w.th[i], NULL);
+    sigaction(SIGUSR2, &old, NULL);
+    iam_client_stats s = stats(a);
+    for (int i = 0; i < 8; i++)
+        free(toks[i]);
+    if (atomic_load(&w.failed))
+        fail_msg("%d of %d calls failed on a healthy Redis while the callers took %d signals "
+                 "(lane round trips %llu)", atomic_load(&w.failed), atomic_load(&w.calls), sent,
+                 (unsigned long long)s.redis_direct);
+    assert_true(s.redis_direct > 0);
+}
+
 /* A hung server: a blocking call on the lane ends by the deadline (fail-closed), and the lane
  * then stays closed for its backoff (later calls fail at once through the I/O thread). */
 static void test_direct_lane_hung_deadline(void **state)
@@ -3380,6 +3459,7 @@ int main(void)
         T(test_direct_lane_after_restart_unix),
         T(test_reset_noticed_at_once),
         T(test_refused_connects_fail_at_once),
+        T(test_direct_lane_host_signals),
         T(test_direct_lane_hung_deadline),
         T(test_direct_lane_pool_threads),
         T(test_no_sigpipe),

@@ -4,12 +4,18 @@
 #include "net/redis.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "net/hiredis_uv.h"
@@ -287,6 +293,79 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Waits until fd is ready for events or the deadline passes. A signal taken by the calling
+ * thread (the host's: a profiler's SIGPROF, any handler) interrupts poll() whatever
+ * SA_RESTART says; it is waited again with the time left, never taken for a failure. */
+static bool direct_wait(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            return false;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int r = poll(&pfd, 1, (int)(deadline - now));
+        if (r > 0)
+            return true;
+        if (r == 0 || errno != EINTR)
+            return false;
+    }
+}
+
+/* A connected blocking socket to the tier's server by the deadline, or -1. The lane connects
+ * itself rather than through redisConnectWithTimeout: hiredis 0.14 fails a connect whose
+ * poll() a signal interrupted, and leaves the descriptor inheritable. */
+static int direct_connect_addr(int family, const struct sockaddr *addr, socklen_t len, uint64_t deadline)
+{
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        goto fail;
+    if (connect(fd, addr, len) != 0) {
+        if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN)
+            goto fail;
+        if (!direct_wait(fd, POLLOUT, deadline))
+            goto fail;
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0)
+            goto fail;
+    }
+    if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+        goto fail;
+    if (family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+static int direct_connect(const redis_tier *t, uint64_t deadline)
+{
+    if (t->url.unix_socket) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        if (strlen(t->url.path) >= sizeof a.sun_path)
+            return -1;
+        memcpy(a.sun_path, t->url.path, strlen(t->url.path) + 1);
+        return direct_connect_addr(AF_UNIX, (const struct sockaddr *)&a, sizeof a, deadline);
+    }
+    char port[8];
+    snprintf(port, sizeof port, "%d", t->url.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(t->url.host, port, &hints, &res) != 0) /* a name: a blocking lookup, as hiredis */
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+        fd = direct_connect_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline);
+    freeaddrinfo(res);
+    return fd;
+}
+
 /* Sends the formatted commands, all of them, by the deadline. With MSG_NOSIGNAL: a server
  * that closed the connection (a restart) is an error here, never a SIGPIPE, whose default
  * action would kill the host — hiredis's own redisBufferWrite uses write(), and this runs on
@@ -311,8 +390,7 @@ static bool direct_send(int fd, char *const *cmd, const size_t *len, size_t n, u
              * timeout (or a full buffer); wait for room in the time left */
             if ((errno != EAGAIN && errno != EWOULDBLOCK) || now >= deadline)
                 return false;
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+            if (!direct_wait(fd, POLLOUT, deadline))
                 return false;
             continue;
         }
@@ -353,8 +431,7 @@ static bool direct_exchange(redisContext *ctx, char *const *cmd, const size_t *l
              * bare blocking round trip. A reply arriving in pieces waits in poll with
              * the time left. */
             if (!first || deadline - now < timeout_ms) {
-                struct pollfd pfd = {.fd = ctx->fd, .events = POLLIN};
-                if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+                if (!direct_wait(ctx->fd, POLLIN, deadline))
                     goto fail;
             }
             first = false;
@@ -396,14 +473,18 @@ static redisContext *direct_open(redis_tier *t, uint64_t deadline)
     uint64_t now = mono_ms();
     if (now >= deadline)
         return NULL;
-    uint64_t left = deadline - now;
-    struct timeval tv = {.tv_sec = (time_t)(left / 1000), .tv_usec = (suseconds_t)(left % 1000) * 1000};
-    redisContext *ctx = t->url.unix_socket ? redisConnectUnixWithTimeout(t->url.path, tv)
-                                           : redisConnectWithTimeout(t->url.host, t->url.port, tv);
-    if (!ctx || ctx->err)
+    int fd = direct_connect(t, deadline);
+    if (fd < 0)
+        return NULL;
+    redisContext *ctx = redisConnectFd(fd); /* takes the descriptor (closed by redisFree) */
+    if (!ctx) {
+        close(fd);
+        return NULL;
+    }
+    if (ctx->err)
         goto fail;
-    tv.tv_sec = (time_t)(t->timeout_ms / 1000);
-    tv.tv_usec = (suseconds_t)(t->timeout_ms % 1000) * 1000;
+    struct timeval tv = {.tv_sec = (time_t)(t->timeout_ms / 1000),
+                         .tv_usec = (suseconds_t)(t->timeout_ms % 1000) * 1000};
     if (redisSetTimeout(ctx, tv) != REDIS_OK)
         goto fail;
     char db[24];
@@ -642,6 +723,8 @@ static void conn_open(redis_conn *c)
         schedule_retry(c);
         return;
     }
+    /* not inherited by the host's children (hiredis 0.14 leaves it inheritable) */
+    fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC);
     if (hiredis_uv_attach(ac, t->uv) != REDIS_OK) {
         redisAsyncFree(ac);
         schedule_retry(c);
