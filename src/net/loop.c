@@ -80,18 +80,16 @@ iam_status io_loop_start(io_loop **out, io_task_fn tick, void *tick_arg, uint64_
         uv_timer_start(&l->timer, on_tick, tick_ms, tick_ms);
         uv_unref((uv_handle_t *)&l->timer);
     }
-    /* The I/O thread takes none of the host's signals: it starts with every asynchronous
-     * signal blocked (the mask is inherited from the creating thread, so there is no window).
-     * SIGPIPE above all: hiredis writes with write(), so a Redis server that closes a
-     * connection (a restart) would raise SIGPIPE here, whose default action kills the host;
-     * blocked, it stays pending on this thread and the write fails with EPIPE. Signals the
-     * host sends to the process (SIGINT, SIGTERM, SIGCHLD, ...) go to the host's threads.
-     * Faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT) stay unblocked. */
+    /* The I/O thread blocks SIGPIPE, and only it: hiredis writes with write(), so a Redis
+     * server that closes a connection (a restart) would raise SIGPIPE on this thread, whose
+     * default action kills the host; blocked, it stays pending here and the write fails with
+     * EPIPE. The mask is inherited from the creating thread, so there is no window. Other
+     * signals are left alone: blocking them all would also block them in every process a
+     * callback (on_invalidation, an asynchronous completion) starts, since a child inherits
+     * its thread's mask — a child that SIGTERM could not stop. */
     sigset_t block, saved;
-    sigfillset(&block);
-    static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
-    for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++)
-        sigdelset(&block, sync_signals[i]);
+    sigemptyset(&block);
+    sigaddset(&block, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &block, &saved);
     int created = pthread_create(&l->thread, NULL, thread_main, l);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);

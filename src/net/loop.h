@@ -10,8 +10,8 @@
 typedef struct io_loop io_loop;
 typedef void (*io_task_fn)(void *arg);
 
-/** Starts the thread, with every asynchronous signal blocked on it (SIGPIPE above all; see
- *  loop.c). tick (may be NULL) runs on it every tick_ms. */
+/** Starts the thread, with SIGPIPE blocked on it (see loop.c). tick (may be NULL) runs on it
+ *  every tick_ms. */
 iam_status io_loop_start(io_loop **out, io_task_fn tick, void *tick_arg, uint64_t tick_ms);
 /** Queues fn(arg) to run on the loop thread; false when the loop is stopping or on OOM. */
 bool io_loop_post(io_loop *l, io_task_fn fn, void *arg);
