@@ -3289,6 +3289,87 @@ static void test_direct_lane_host_signals(void **state)
     assert_true(s.redis_direct > 0);
 }
 
+/* A server that is not Redis (or a hostile one) announcing an enormous array: hiredis 0.14
+ * allocates the element table when the header arrives (*2000000000: 16 GB) before a single
+ * element does. Replies are bounded (REDIS_MAX_REPLY_ELEMENTS): such a reply fails its
+ * connection at once, calls fail closed within their deadline, and freeing the client is
+ * quick. Both ways in: the lane (PING on a fresh connection) and the I/O thread. */
+static void huge_array_reply(int64_t direct_max)
+{
+    tcp_proxy *x = tp_start(rs_port(g_rs));
+    assert_non_null(x);
+    tp_answer(x, "*2000000000\r\n");
+    char *url = xprintf("redis://127.0.0.1:%d", tp_port(x));
+    iam_client_options o;
+    redis_opts(&o, url);
+    o.redis_timeout_ms = FAIL_TIMEOUT_MS;
+    o.redis_direct_max = direct_max;
+    o.cache_disabled = true;
+    iam_client *a = client_new(&o);
+    if (!WAIT_UNTIL(tp_accepted(x) >= 2, WAIT_MS))
+        fail_msg("the client never connected");
+    char *t = token("huge-user", NULL);
+    for (int i = 0; i < 3; i++) {
+        long long took = 0;
+        iam_status st = resolve_quiet(a, t, &took);
+        assert_status(st, IAM_E_UNAVAILABLE);
+        if (took > FAIL_TIMEOUT_MS + 2000)
+            fail_msg("a call took %lld ms against a %d ms deadline", took, FAIL_TIMEOUT_MS);
+        rs_sleep_ms(100);
+    }
+    long long t0 = rs_mono_ms();
+    client_free(a);
+    long long freed = rs_mono_ms() - t0;
+    if (freed > BOUND_MS)
+        fail_msg("iam_client_free took %lld ms", freed);
+    free(t);
+    tp_free(x);
+    free(url);
+}
+
+/* A server that answers every command twice. On an asynchronous connection hiredis 0.14
+ * asserts on a reply no command waits for (the host aborted); on the lane the extra reply
+ * would be read as the answer to the next command. Either way the connection is dropped and
+ * calls fail closed. */
+static void extra_reply(int64_t direct_max)
+{
+    tcp_proxy *x = tp_start(rs_port(g_rs));
+    assert_non_null(x);
+    tp_answer(x, "+OK\r\n+OK\r\n"); /* not an answer to EXISTS: fail-closed */
+    char *url = xprintf("redis://127.0.0.1:%d", tp_port(x));
+    iam_client_options o;
+    redis_opts(&o, url);
+    o.redis_timeout_ms = FAIL_TIMEOUT_MS;
+    o.redis_direct_max = direct_max;
+    o.cache_disabled = true;
+    iam_client *a = client_new(&o);
+    if (!WAIT_UNTIL(tp_accepted(x) >= 2, WAIT_MS))
+        fail_msg("the client never connected");
+    char *t = token("extra-user", NULL);
+    for (int i = 0; i < 3; i++) {
+        assert_status(resolve_quiet(a, t, NULL), IAM_E_UNAVAILABLE);
+        rs_sleep_ms(100);
+    }
+    client_free(a);
+    free(t);
+    tp_free(x);
+    free(url);
+}
+
+static void test_extra_reply_drops_connection(void **state)
+{
+    (void)state;
+    extra_reply(0);
+    extra_reply(-1);
+}
+
+static void test_huge_array_reply_refused(void **state)
+{
+    (void)state;
+    huge_array_reply(0);  /* the lane */
+    huge_array_reply(-1); /* the I/O thread */
+}
+
 /* A hung server: a blocking call on the lane ends by the deadline (fail-closed), and the lane
  * then stays closed for its backoff (later calls fail at once through the I/O thread). */
 static void test_direct_lane_hung_deadline(void **state)
@@ -3460,6 +3541,8 @@ int main(void)
         T(test_reset_noticed_at_once),
         T(test_refused_connects_fail_at_once),
         T(test_direct_lane_host_signals),
+        T(test_huge_array_reply_refused),
+        T(test_extra_reply_drops_connection),
         T(test_direct_lane_hung_deadline),
         T(test_direct_lane_pool_threads),
         T(test_no_sigpipe),

@@ -284,6 +284,72 @@ void redis_submit(redis_tier *t, redis_batch *b)
     }
 }
 
+/* -------------------------------------------------------------- checked replies */
+
+/* hiredis's own reply objects, with two checks a server that is not Redis (or a hostile one)
+ * would otherwise turn into a crash or a hang; a refused reply fails the reader, and with it
+ * the connection, like any protocol error:
+ *  - an array announcing more than REDIS_MAX_REPLY_ELEMENTS (hiredis 0.14 allocates the
+ *    element table at the header: *2000000000 cost 16 GB and seconds);
+ *  - on an asynchronous connection, a reply no command waits for that is not a pub/sub
+ *    message: hiredis 0.14 asserts on it, aborting the host. (Its own handling of an
+ *    unsolicited error reply, e.g. "max number of clients", drops the connection as well.)
+ * The defaults are hiredis's private functions: taken from a reader of its own, once. */
+static redisReplyObjectFunctions hiredis_fns, checked_fns;
+static pthread_once_t checked_once = PTHREAD_ONCE_INIT;
+
+static bool unsolicited(const redisReadTask *task)
+{
+    const redisAsyncContext *ac = task->privdata; /* set for asynchronous contexts only */
+    return !task->parent && ac && !(ac->c.flags & REDIS_SUBSCRIBED) && ac->replies.head == NULL;
+}
+
+static void *checked_string(const redisReadTask *task, char *str, size_t len)
+{
+    return unsolicited(task) ? NULL : hiredis_fns.createString(task, str, len);
+}
+
+static void *checked_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > REDIS_MAX_REPLY_ELEMENTS || unsolicited(task))
+        return NULL;
+    return hiredis_fns.createArray(task, elements);
+}
+
+static void *checked_integer(const redisReadTask *task, long long value)
+{
+    return unsolicited(task) ? NULL : hiredis_fns.createInteger(task, value);
+}
+
+static void *checked_nil(const redisReadTask *task)
+{
+    return unsolicited(task) ? NULL : hiredis_fns.createNil(task);
+}
+
+static void checked_init(void)
+{
+    redisReader *r = redisReaderCreate();
+    if (!r)
+        return; /* out of memory: readers stay unchecked */
+    hiredis_fns = *r->fn;
+    redisReaderFree(r);
+    checked_fns = hiredis_fns;
+    checked_fns.createString = checked_string;
+    checked_fns.createArray = checked_array;
+    checked_fns.createInteger = checked_integer;
+    checked_fns.createNil = checked_nil;
+}
+
+/* ac: the asynchronous context the reader belongs to, or NULL (a blocking one). */
+static void check_replies(redisReader *r, redisAsyncContext *ac)
+{
+    pthread_once(&checked_once, checked_init);
+    if (r && r->fn && hiredis_fns.createArray && r->fn->createArray == hiredis_fns.createArray) {
+        r->fn = &checked_fns;
+        r->privdata = ac;
+    }
+}
+
 /* -------------------------------------------------------------- the direct lane */
 
 static uint64_t mono_ms(void)
@@ -439,6 +505,13 @@ static bool direct_exchange(redisContext *ctx, char *const *cmd, const size_t *l
                 goto fail;
         }
         r[i] = reply;
+        /* Bytes left after the last reply: the server answered more than was asked (not
+         * Redis, or out of step). Whatever they are, they would be read as the answer to the
+         * next command on this connection: it is dropped instead. */
+        if (i + 1 == n && ctx->reader->pos < ctx->reader->len) {
+            i++;
+            goto fail;
+        }
         continue;
     fail:
         while (i > 0) {
@@ -483,6 +556,7 @@ static redisContext *direct_open(redis_tier *t, uint64_t deadline)
     }
     if (ctx->err)
         goto fail;
+    check_replies(ctx->reader, NULL);
     struct timeval tv = {.tv_sec = (time_t)(t->timeout_ms / 1000),
                          .tv_usec = (suseconds_t)(t->timeout_ms % 1000) * 1000};
     if (redisSetTimeout(ctx, tv) != REDIS_OK)
@@ -723,6 +797,7 @@ static void conn_open(redis_conn *c)
         schedule_retry(c);
         return;
     }
+    check_replies(ac->c.reader, ac);
     /* not inherited by the host's children (hiredis 0.14 leaves it inheritable) */
     fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC);
     if (hiredis_uv_attach(ac, t->uv) != REDIS_OK) {

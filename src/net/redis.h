@@ -27,6 +27,11 @@
  * quiet channel), and how long a confirmation may take before the subscription is
  * declared lost. */
 #define REDIS_HEARTBEAT_MS 1000
+/* The most elements a reply may announce. Every reply this tier reads has at most three
+ * (a pub/sub message); hiredis 0.14 allocates an array's element table when its header
+ * arrives, so a server that is not Redis announcing *2000000000 would cost 16 GB before a
+ * single element came. A larger reply fails its connection (as a protocol error). */
+#define REDIS_MAX_REPLY_ELEMENTS 64
 
 typedef struct redis_tier redis_tier;
 

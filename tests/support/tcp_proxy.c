@@ -16,7 +16,7 @@
 #define TP_MAX_PAIRS 32
 
 typedef struct pair {
-    int client, upstream; /* -1: unused */
+    int client, upstream; /* -1: unused (upstream -1 with client set: answered, not relayed) */
 } pair;
 
 struct tcp_proxy {
@@ -27,6 +27,7 @@ struct tcp_proxy {
     pthread_cond_t cv;
     bool stop, reset;     /* commands, under mu */
     bool refuse;          /* under mu */
+    char *answer;         /* under mu: when set, new connections are answered with it */
     int reset_done;       /* -1 while a reset is pending; then how many were reset */
     int accepted;
     pair pairs[TP_MAX_PAIRS];
@@ -79,6 +80,21 @@ static bool relay(int from, int to)
     return true;
 }
 
+/* Reads what the client sent and answers it with the configured bytes. */
+static bool answer_once(tcp_proxy *p, int client)
+{
+    char buf[4096];
+    ssize_t n = read(client, buf, sizeof buf);
+    if (n <= 0)
+        return n < 0 && (errno == EINTR || errno == EAGAIN);
+    pthread_mutex_lock(&p->mu);
+    char *a = p->answer ? strdup(p->answer) : NULL;
+    pthread_mutex_unlock(&p->mu);
+    bool ok = a && send(client, a, strlen(a), MSG_NOSIGNAL) == (ssize_t)strlen(a);
+    free(a);
+    return ok;
+}
+
 static void *run(void *arg)
 {
     tcp_proxy *p = arg;
@@ -92,7 +108,7 @@ static void *run(void *arg)
             if (p->pairs[i].client >= 0) {
                 idx[n] = i;
                 fds[n++] = (struct pollfd){.fd = p->pairs[i].client, .events = POLLIN};
-                idx[n] = i;
+                idx[n] = i; /* fd -1 (an answered connection): poll ignores it */
                 fds[n++] = (struct pollfd){.fd = p->pairs[i].upstream, .events = POLLIN};
             }
         if (poll(fds, (nfds_t)n, -1) < 0) {
@@ -126,28 +142,30 @@ static void *run(void *arg)
         if (fds[1].revents & POLLIN) {
             int c = accept(p->listen_fd, NULL, NULL);
             pthread_mutex_lock(&p->mu);
-            bool refuse = p->refuse;
-            if (c >= 0 && refuse)
+            bool refuse = p->refuse, answer = p->answer != NULL;
+            if (c >= 0 && (refuse || answer))
                 p->accepted++;
             pthread_mutex_unlock(&p->mu);
             if (c >= 0 && refuse) {
                 pair q = {c, -1};
                 pair_close(&q, true);
             } else if (c >= 0) {
-                int u = connect_upstream(p->upstream_port);
+                int u = answer ? -1 : connect_upstream(p->upstream_port);
                 int slot = -1;
                 for (int i = 0; i < TP_MAX_PAIRS && slot < 0; i++)
                     if (p->pairs[i].client < 0)
                         slot = i;
-                if (u < 0 || slot < 0) {
+                if ((u < 0 && !answer) || slot < 0) {
                     close(c);
                     if (u >= 0)
                         close(u);
                 } else {
                     p->pairs[slot] = (pair){c, u};
-                    pthread_mutex_lock(&p->mu);
-                    p->accepted++;
-                    pthread_mutex_unlock(&p->mu);
+                    if (!answer) {
+                        pthread_mutex_lock(&p->mu);
+                        p->accepted++;
+                        pthread_mutex_unlock(&p->mu);
+                    }
                 }
             }
             continue;
@@ -155,7 +173,9 @@ static void *run(void *arg)
         for (int k = 2; k < n; k += 2) {
             pair *q = &p->pairs[idx[k]];
             bool ok = true;
-            if (fds[k].revents)
+            if (fds[k].revents && q->upstream < 0)
+                ok = answer_once(p, q->client);
+            else if (fds[k].revents)
                 ok = relay(q->client, q->upstream);
             if (ok && fds[k + 1].revents)
                 ok = relay(q->upstream, q->client);
@@ -215,6 +235,14 @@ int tp_accepted(tcp_proxy *p)
     return n;
 }
 
+void tp_answer(tcp_proxy *p, const char *bytes)
+{
+    pthread_mutex_lock(&p->mu);
+    free(p->answer);
+    p->answer = bytes ? strdup(bytes) : NULL;
+    pthread_mutex_unlock(&p->mu);
+}
+
 void tp_refuse(tcp_proxy *p, int on)
 {
     pthread_mutex_lock(&p->mu);
@@ -249,5 +277,6 @@ void tp_free(tcp_proxy *p)
     close(p->wake[1]);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    free(p->answer);
     free(p);
 }

@@ -7,7 +7,7 @@
  * 127.0.0.1:<upstream_port> on its own thread (poll loop). tp_reset_all() aborts every
  * relayed connection: the client side with SO_LINGER {1, 0} (an RST), the upstream side
  * closed; the listener stays, so clients may connect again. tp_refuse() makes it reset each
- * new connection at once. Thread-safe. Nothing here uses
+ * new connection at once; tp_answer() makes it answer anything with fixed bytes. Thread-safe. Nothing here uses
  * cmocka: failures are NULL/-1 and a message on stderr.
  */
 #ifndef IAM_TEST_TCP_PROXY_H
@@ -21,6 +21,9 @@ tcp_proxy *tp_start(int upstream_port);
 int tp_port(const tcp_proxy *p);
 /** Connections accepted so far. */
 int tp_accepted(tcp_proxy *p);
+/** With bytes set (NULL: relay again), new connections are not relayed: whatever a client
+ *  sends is answered with bytes (a server that is not Redis, or a hostile one). */
+void tp_answer(tcp_proxy *p, const char *bytes);
 /** With on, every new connection is reset as soon as it is accepted (a server that refuses). */
 void tp_refuse(tcp_proxy *p, int on);
 /** Resets every relayed connection (RST to the client); returns how many, after it is done. */
