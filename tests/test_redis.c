@@ -3289,16 +3289,13 @@ static void test_direct_lane_host_signals(void **state)
     assert_true(s.redis_direct > 0);
 }
 
-/* A server that is not Redis (or a hostile one) announcing an enormous array: hiredis 0.14
- * allocates the element table when the header arrives (*2000000000: 16 GB) before a single
- * element does. Replies are bounded (REDIS_MAX_REPLY_ELEMENTS): such a reply fails its
- * connection at once, calls fail closed within their deadline, and freeing the client is
- * quick. Both ways in: the lane (PING on a fresh connection) and the I/O thread. */
-static void huge_array_reply(int64_t direct_max)
+/* A client (L1 off, short deadline) whose "Redis" is the relay answering every command
+ * with answer; returned once both its connections were answered. */
+static iam_client *fake_server_client(const char *answer, int64_t direct_max, tcp_proxy **xp, char **urlp)
 {
     tcp_proxy *x = tp_start(rs_port(g_rs));
     assert_non_null(x);
-    tp_answer(x, "*2000000000\r\n");
+    tp_answer(x, answer);
     char *url = xprintf("redis://127.0.0.1:%d", tp_port(x));
     iam_client_options o;
     redis_opts(&o, url);
@@ -3308,6 +3305,21 @@ static void huge_array_reply(int64_t direct_max)
     iam_client *a = client_new(&o);
     if (!WAIT_UNTIL(tp_accepted(x) >= 2, WAIT_MS))
         fail_msg("the client never connected");
+    *xp = x;
+    *urlp = url;
+    return a;
+}
+
+/* A server that is not Redis (or a hostile one) announcing an enormous array: hiredis 0.14
+ * allocates the element table when the header arrives (*2000000000: 16 GB) before a single
+ * element does. Replies are bounded (REDIS_MAX_REPLY_ELEMENTS): such a reply fails its
+ * connection at once, calls fail closed within their deadline, and freeing the client is
+ * quick. Both ways in: the lane (PING on a fresh connection) and the I/O thread. */
+static void huge_array_reply(int64_t direct_max)
+{
+    char *url = NULL;
+    tcp_proxy *x = NULL;
+    iam_client *a = fake_server_client("*2000000000\r\n", direct_max, &x, &url);
     char *t = token("huge-user", NULL);
     for (int i = 0; i < 3; i++) {
         long long took = 0;
@@ -3333,18 +3345,10 @@ static void huge_array_reply(int64_t direct_max)
  * calls fail closed. */
 static void extra_reply(int64_t direct_max)
 {
-    tcp_proxy *x = tp_start(rs_port(g_rs));
-    assert_non_null(x);
-    tp_answer(x, "+OK\r\n+OK\r\n"); /* not an answer to EXISTS: fail-closed */
-    char *url = xprintf("redis://127.0.0.1:%d", tp_port(x));
-    iam_client_options o;
-    redis_opts(&o, url);
-    o.redis_timeout_ms = FAIL_TIMEOUT_MS;
-    o.redis_direct_max = direct_max;
-    o.cache_disabled = true;
-    iam_client *a = client_new(&o);
-    if (!WAIT_UNTIL(tp_accepted(x) >= 2, WAIT_MS))
-        fail_msg("the client never connected");
+    char *url = NULL;
+    tcp_proxy *x = NULL;
+    /* +OK is not an answer to EXISTS: fail-closed */
+    iam_client *a = fake_server_client("+OK\r\n+OK\r\n", direct_max, &x, &url);
     char *t = token("extra-user", NULL);
     for (int i = 0; i < 3; i++) {
         assert_status(resolve_quiet(a, t, NULL), IAM_E_UNAVAILABLE);
