@@ -1554,6 +1554,10 @@ static void test_revoked_before_resolution(void **state)
  * its blacklist key: every resolution started after the write returned is refused. */
 #define INFLIGHT_N 3000
 #define INFLIGHT_THREADS 6
+/* Resolutions past this many wait for the write: on a fast machine the workers could
+ * otherwise finish every token before the main thread (one of eight threads on two cores)
+ * got to write the key, and the test exercised one side of the race only. */
+#define INFLIGHT_GATE 200
 typedef struct inflight {
     iam_client *c;
     char **toks;
@@ -1571,6 +1575,10 @@ static void *inflight_thread(void *arg)
         int i = atomic_fetch_add(&f->next, 1);
         if (i >= INFLIGHT_N)
             break;
+        while (i >= INFLIGHT_GATE && !atomic_load(&f->written) && !atomic_load(&f->stop)) {
+            struct timespec pause = {0, 100 * 1000};
+            nanosleep(&pause, NULL);
+        }
         bool after = atomic_load(&f->written) != 0;
         long long took;
         f->st[i] = resolve_quiet(f->c, f->toks[i], &took);
