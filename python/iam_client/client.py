@@ -205,6 +205,10 @@ class _ClientCore:
                     # not for verifying (central mode asks the service): it keys the
                     # shared cache's records, as for the client's other C clients
                     options["jwt_secret"] = self._configured_secret
+                elif options.get("cache_secret") is None and _env("IAM_CACHE_SECRET") is None:
+                    # Nothing to key shared records with: ask the service alone (it checks
+                    # revocation itself), without the Redis tier.
+                    options["redis_url"] = ""
                 self._remote_client = _native.Client(**options)
             return self._remote_client
 

@@ -639,6 +639,8 @@ static int set_option(iam_client_options *o, PyObject *key, PyObject *value)
         const char *s;
         if (cstr_arg(value, name, &s) < 0)
             return -1;
+        if (s && !*s && strcmp(name, "redis_url") == 0)
+            s = NULL; /* "": no Redis tier, whatever IAM_REDIS_URL says */
         memcpy(field, &s, sizeof s); /* the dict keeps the str alive until iam_client_new returns */
         return 0;
     }

@@ -150,6 +150,14 @@ async def test_validate_remote_asks_the_auth_service(monkeypatch):
             c.close()
         with IAMClientSync(svc.url, secret=SECRET_A) as sc:
             assert sc.validate_remote(svc.mint(user_id=1)).user_id == "1"
+        # the old SDK's shape: no secret at construction (it came with each get_user), Redis
+        # configured (here by IAM_REDIS_URL): the service alone decides, no IAMError
+        c = AsyncIAMClient(svc.url)
+        try:
+            assert (await c.validate_remote(svc.mint(user_id=4))).user_id == "4"
+            assert await c.validate_remote(mint()) is None
+        finally:
+            c.close()
     c = AsyncIAMClient(None, secret=SECRET_A)
     try:
         with pytest.raises(IAMError, match="auth service"):

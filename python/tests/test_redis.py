@@ -140,6 +140,13 @@ def test_the_sync_client_makes_its_round_trips_on_the_direct_lane(redis_server):
         assert redis["direct"] == 0 and redis["errors"] == 0
 
 
+def test_an_empty_redis_url_turns_the_tier_off(redis_server):
+    # IAM_REDIS_URL is set (conftest): "" overrides it
+    with IAMClientSync("http://auth-service:8001", redis_url="", secret=SECRET_A) as c:
+        assert c.get_user(mint()).user_id == "2"
+        assert "redis" not in c.stats()
+
+
 def test_redis_direct_max_is_checked():
     from iam_client import IAMError
     for bad in (65, -2):
