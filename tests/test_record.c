@@ -312,6 +312,7 @@ static void test_urls(void **state)
     assert_string_equal(u.password, "s3cr3t");
     assert_string_equal(u.user, "bob");
     expect_bad("rediss://:s3cr3t@h", "TLS");
+    expect_bad("rediss://h", "tunnel (stunnel)"); /* the advice survives the message bound */
     expect_bad("http://h", NULL);
     expect_bad("redis://", "host");
     expect_bad("redis://:s3cr3t@", "host");

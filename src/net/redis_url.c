@@ -113,9 +113,9 @@ iam_status redis_url_parse(const char *url, redis_url *u, iam_error *err)
     u->port = 6379;
     if (strncmp(url, "rediss://", 9) == 0)
         return iam_fail(err, IAM_E_CONFIG,
-                        "redis_url: rediss:// (TLS) needs hiredis >= 1.0 built with SSL; this build "
-                        "has hiredis %d.%d (Debian 12). Use redis:// over a trusted network, a "
-                        "unix:// socket, or a TLS tunnel (stunnel, spiped)",
+                        /* within IAM_ERROR_MESSAGE_BYTES: the advice is the message's end */
+                        "redis_url: rediss:// (TLS) needs hiredis >= 1.0 with SSL, this build has %d.%d; "
+                        "use unix://, redis:// on a trusted network, or a TLS tunnel (stunnel)",
                         HIREDIS_MAJOR, HIREDIS_MINOR);
     if (strncmp(url, "unix://", 7) == 0) {
         const char *p = url + 7;
