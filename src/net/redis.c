@@ -389,7 +389,7 @@ static int direct_connect_addr(int family, const struct sockaddr *addr, socklen_
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
         goto fail;
     if (connect(fd, addr, len) != 0) {
-        if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN)
+        if (errno != EINPROGRESS && errno != EINTR) /* EAGAIN (unix): backlog full */
             goto fail;
         if (!direct_wait(fd, POLLOUT, deadline))
             goto fail;
