@@ -77,5 +77,7 @@ for target in token jwks claims; do
     fi
 done
 
-echo "== work dir: $WORK"
+# a work dir the caller chose is the caller's to keep or remove (scripts/test.sh removes it
+# when every target passed); one made here is kept for the logs and corpora
+[ -n "${FUZZ_WORK_DIR:-}" ] || echo "== work dir: $WORK"
 exit "$status"
