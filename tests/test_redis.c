@@ -3375,6 +3375,37 @@ static void test_extra_reply_drops_connection(void **state)
     extra_reply(-1);
 }
 
+/* A server answering the subscription's SUBSCRIBE with arrays that are not pub/sub replies.
+ * hiredis marks a connection subscribed when SUBSCRIBE is sent and hands every later array
+ * to its pub/sub dispatch, which asserts on the shape (the host aborted). Each must only
+ * drop the connection. */
+static void test_malformed_pubsub_replies(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "*1\r\n$9\r\nsubscribe\r\n",                             /* too short */
+        "*0\r\n",                                                    /* empty */
+        "*2\r\n:1\r\n:2\r\n",                                      /* integers for names */
+        "*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nx\r\n",               /* nil channel */
+        "*3\r\n*1\r\n:1\r\n$1\r\nc\r\n$1\r\nx\r\n",                /* nested kind */
+        "*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n$1\r\nx\r\n",       /* string count */
+        "*4\r\n$8\r\npmessage\r\n$1\r\np\r\n$1\r\nc\r\n$1\r\nx\r\n", /* a pattern's */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *url = NULL;
+        tcp_proxy *x = NULL;
+        iam_client *a = fake_server_client(cases[i], -1, &x, &url);
+        rs_sleep_ms(200); /* the answers are read on the I/O thread */
+        char *t = token("push-user", NULL);
+        assert_status(resolve_quiet(a, t, NULL), IAM_E_UNAVAILABLE);
+        assert_false(stats(a).redis_subscribed);
+        client_free(a);
+        free(t);
+        tp_free(x);
+        free(url);
+    }
+}
+
 static void test_huge_array_reply_refused(void **state)
 {
     (void)state;
@@ -3555,6 +3586,7 @@ int main(void)
         T(test_direct_lane_host_signals),
         T(test_huge_array_reply_refused),
         T(test_extra_reply_drops_connection),
+        T(test_malformed_pubsub_replies),
         T(test_direct_lane_hung_deadline),
         T(test_direct_lane_pool_threads),
         T(test_no_sigpipe),

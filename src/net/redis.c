@@ -286,44 +286,82 @@ void redis_submit(redis_tier *t, redis_batch *b)
 
 /* -------------------------------------------------------------- checked replies */
 
-/* hiredis's own reply objects, with two checks a server that is not Redis (or a hostile one)
- * would otherwise turn into a crash or a hang; a refused reply fails the reader, and with it
- * the connection, like any protocol error:
+/* hiredis's own reply objects, checked as they are built, so that a server that is not Redis
+ * (or a hostile one) cannot turn a reply into a crash or a hang; a refused reply fails the
+ * reader, and with it the connection, like any protocol error:
  *  - an array announcing more than REDIS_MAX_REPLY_ELEMENTS (hiredis 0.14 allocates the
  *    element table at the header: *2000000000 cost 16 GB and seconds);
- *  - on an asynchronous connection, a reply no command waits for that is not a pub/sub
- *    message: hiredis 0.14 asserts on it, aborting the host. (Its own handling of an
+ *  - on an asynchronous connection, a reply no command waits for that is not for the
+ *    subscription: hiredis 0.14 asserts on it, aborting the host. (Its own handling of an
  *    unsolicited error reply, e.g. "max number of clients", drops the connection as well.)
+ *  - on a subscribed connection, an array that is not a pub/sub reply's shape: hiredis 0.14
+ *    asserts on that too (kind and channel strings, an integer count for an unsubscribe);
+ *    the tier needs three elements, kind and channel strings, and a string or integer last.
  * The defaults are hiredis's private functions: taken from a reader of its own, once. */
 static redisReplyObjectFunctions hiredis_fns, checked_fns;
 static pthread_once_t checked_once = PTHREAD_ONCE_INIT;
 
-static bool unsolicited(const redisReadTask *task)
+typedef enum { TO_COMMAND, TO_NOBODY, TO_SUBSCRIPTION } reply_dest;
+
+/* Where the reply this task belongs to goes. privdata is the asynchronous context (NULL for
+ * a blocking one, whose replies always answer a command). */
+static reply_dest destination(const redisReadTask *task)
 {
-    const redisAsyncContext *ac = task->privdata; /* set for asynchronous contexts only */
-    return !task->parent && ac && !(ac->c.flags & REDIS_SUBSCRIBED) && ac->replies.head == NULL;
+    const redisAsyncContext *ac = task->privdata;
+    if (!ac || ac->replies.head)
+        return TO_COMMAND; /* pending regular callbacks get their replies first */
+    return (ac->c.flags & REDIS_SUBSCRIBED) ? TO_SUBSCRIPTION : TO_NOBODY;
+}
+
+/* May an object of this type be built here? kind: a REDIS_REPLY_* type. */
+static bool allowed(const redisReadTask *task, int kind)
+{
+    reply_dest d = destination(task);
+    if (d == TO_COMMAND)
+        return true;
+    if (d == TO_NOBODY)
+        return task->parent != NULL; /* only the top-level object is refused: nothing waits */
+    if (!task->parent) /* the subscription: arrays are replies to check; others go nowhere */
+        return true;
+    if (task->parent->parent)
+        return false; /* nothing nested in a pub/sub reply */
+    if (task->idx < 2)
+        return kind == REDIS_REPLY_STRING; /* the kind, the channel */
+    if (kind == REDIS_REPLY_INTEGER)
+        return true;
+    if (kind != REDIS_REPLY_STRING)
+        return false;
+    /* a string last: not for an unsubscribe, whose last element hiredis reads as a count */
+    const redisReply *parent = task->parent->obj;
+    const redisReply *k = parent && parent->element ? parent->element[0] : NULL;
+    if (!k || !k->str)
+        return false;
+    const char *kind_name = k->str + (k->len > 0 && (k->str[0] == 'p' || k->str[0] == 'P'));
+    return strcasecmp(kind_name, "unsubscribe") != 0;
 }
 
 static void *checked_string(const redisReadTask *task, char *str, size_t len)
 {
-    return unsolicited(task) ? NULL : hiredis_fns.createString(task, str, len);
+    return allowed(task, REDIS_REPLY_STRING) ? hiredis_fns.createString(task, str, len) : NULL;
 }
 
 static void *checked_array(const redisReadTask *task, int elements)
 {
-    if (elements < 0 || elements > REDIS_MAX_REPLY_ELEMENTS || unsolicited(task))
+    if (elements < 0 || elements > REDIS_MAX_REPLY_ELEMENTS || !allowed(task, REDIS_REPLY_ARRAY))
         return NULL;
+    if (!task->parent && elements != 3 && destination(task) == TO_SUBSCRIPTION)
+        return NULL; /* (p)subscribe, (p)unsubscribe and message replies have three */
     return hiredis_fns.createArray(task, elements);
 }
 
 static void *checked_integer(const redisReadTask *task, long long value)
 {
-    return unsolicited(task) ? NULL : hiredis_fns.createInteger(task, value);
+    return allowed(task, REDIS_REPLY_INTEGER) ? hiredis_fns.createInteger(task, value) : NULL;
 }
 
 static void *checked_nil(const redisReadTask *task)
 {
-    return unsolicited(task) ? NULL : hiredis_fns.createNil(task);
+    return allowed(task, REDIS_REPLY_NIL) ? hiredis_fns.createNil(task) : NULL;
 }
 
 static void checked_init(void)
