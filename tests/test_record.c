@@ -313,6 +313,13 @@ static void test_urls(void **state)
     assert_string_equal(u.user, "bob");
     expect_bad("rediss://:s3cr3t@h", "TLS");
     expect_bad("rediss://h", "tunnel (stunnel)"); /* the advice survives the message bound */
+    /* a socket path hiredis can connect to: at most REDIS_MAX_UNIX_PATH (106) bytes */
+    char longest[160] = "unix:///", too_long[160] = "unix:///";
+    memset(longest + 8, 's', REDIS_MAX_UNIX_PATH - 1);
+    memset(too_long + 8, 's', REDIS_MAX_UNIX_PATH);
+    assert_int_equal(redis_url_parse(longest, &u, NULL), IAM_OK);
+    assert_int_equal(strlen(u.path), REDIS_MAX_UNIX_PATH);
+    expect_bad(too_long, "longer than 106 bytes");
     expect_bad("http://h", NULL);
     expect_bad("redis://", "host");
     expect_bad("redis://:s3cr3t@", "host");

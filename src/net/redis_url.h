@@ -13,12 +13,16 @@
 
 #define REDIS_URL_MAX_PART 512
 #define REDIS_MAX_DB 1000000
+/* The longest unix socket path: sun_path holds 108 bytes, but hiredis 0.14 copies at most 107
+ * into a socket address it never zeroes, so a 107-byte path reaches connect() without its
+ * terminating NUL (a garbage byte after it: ENOENT, or another file). */
+#define REDIS_MAX_UNIX_PATH 106
 
 typedef struct redis_url {
     bool unix_socket;
     char host[256];              /* tcp: host name or address (IPv6 without brackets) */
     int port;                    /* tcp: 1..65535, default 6379 */
-    char path[108];              /* unix: socket path (sun_path bound) */
+    char path[REDIS_MAX_UNIX_PATH + 1]; /* unix: socket path */
     char user[REDIS_URL_MAX_PART];     /* "" when none */
     char password[REDIS_URL_MAX_PART]; /* "" when none */
     bool has_password;
