@@ -51,6 +51,7 @@
 #include "iamclient.h"
 #include "mint.h"
 #include "redis_server.h"
+#include "netns_hosts.h"
 #include "tcp_proxy.h"
 
 /* No call may block longer than this (redis_timeout_ms is at most 2 s here):
@@ -3413,6 +3414,74 @@ static void test_huge_array_reply_refused(void **state)
     huge_array_reply(-1); /* the I/O thread */
 }
 
+/* A dual-stack name (::1 listed before 127.0.0.1) whose ::1 drops SYNs, Redis on 127.0.0.1:
+ * the lane connects like hiredis does for the I/O thread (IPv4 first) and no address may
+ * spend the whole deadline, so every call is answered. The lane's first own connect tried
+ * ::1 first with the whole deadline: 6 of 20 calls failed (unavailable). Runs in a child
+ * with a private /etc/hosts (a mount namespace: root only, skipped otherwise). */
+static int dual_stack_child(void)
+{
+    int r = nh_private_hosts("::1 iam-dual.test\n127.0.0.1 iam-dual.test\n");
+    if (r != 0)
+        return r > 0 ? 77 : 10;
+    if (nh_v6_blackhole(rs_port(g_rs)) < 0)
+        return 77; /* no IPv6 loopback here */
+    char *url = xprintf("redis://iam-dual.test:%d", rs_port(g_rs));
+    iam_client_options o;
+    redis_opts(&o, url);
+    o.redis_timeout_ms = FAIL_TIMEOUT_MS;
+    o.redis_direct_max = 0;
+    o.cache_disabled = true;
+    iam_client *a = NULL;
+    if (iam_client_new(&o, &a, NULL) != IAM_OK)
+        return 11;
+    long long end = rs_mono_ms() + WAIT_MS;
+    while (!stats(a).redis_connected && rs_mono_ms() < end)
+        rs_sleep_ms(5);
+    int failed = 0;
+    for (int i = 0; i < 20; i++) {
+        char *t = token("dual-user", NULL);
+        if (resolve_quiet(a, t, NULL) != IAM_OK)
+            failed++;
+        free(t);
+        rs_sleep_ms(50); /* lets the lane's backoff (if any) pass */
+    }
+    uint64_t direct = stats(a).redis_direct;
+    iam_client_free(a);
+    free(url);
+    if (failed)
+        fprintf(stderr, "dual-stack: %d of 20 calls failed (lane round trips %llu)\n", failed,
+                (unsigned long long)direct);
+    return failed ? 20 : direct > 0 ? 0 : 21;
+}
+
+static void test_direct_lane_dual_stack_name(void **state)
+{
+    (void)state;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(dual_stack_child());
+    int status = 0;
+    long long end = rs_mono_ms() + 60000;
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && rs_mono_ms() < end)
+        rs_sleep_ms(20);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the dual-stack child hung");
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+        printf("    (skipped: no mount namespace or no IPv6 loopback here)\n");
+        skip();
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("dual-stack name: the child %s %d", WIFEXITED(status) ? "exited" : "died of signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
 /* A hung server: a blocking call on the lane ends by the deadline (fail-closed), and the lane
  * then stays closed for its backoff (later calls fail at once through the I/O thread). */
 static void test_direct_lane_hung_deadline(void **state)
@@ -3584,6 +3653,7 @@ int main(void)
         T(test_reset_noticed_at_once),
         T(test_refused_connects_fail_at_once),
         T(test_direct_lane_host_signals),
+        T(test_direct_lane_dual_stack_name),
         T(test_huge_array_reply_refused),
         T(test_extra_reply_drops_connection),
         T(test_malformed_pubsub_replies),

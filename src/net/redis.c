@@ -457,16 +457,34 @@ static int direct_connect(const redis_tier *t, uint64_t deadline)
         memcpy(a.sun_path, t->url.path, strlen(t->url.path) + 1);
         return direct_connect_addr(AF_UNIX, (const struct sockaddr *)&a, sizeof a, deadline);
     }
+    /* IPv4 addresses first, then IPv6, as hiredis's own connect (the I/O thread's) orders
+     * them; each address but the last gets an equal share of the time left, so that one that
+     * drops SYNs (a dual-stack name whose ::1 nobody serves) cannot spend the whole deadline. */
     char port[8];
     snprintf(port, sizeof port, "%d", t->url.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(t->url.host, port, &hints, &res) != 0) /* a name: a blocking lookup, as hiredis */
-        return -1;
+    struct addrinfo *res[2] = {NULL, NULL};
+    static const int families[2] = {AF_INET, AF_INET6};
+    size_t total = 0;
+    for (int f = 0; f < 2; f++) {
+        struct addrinfo hints = {.ai_family = families[f], .ai_socktype = SOCK_STREAM};
+        if (getaddrinfo(t->url.host, port, &hints, &res[f]) != 0) /* a blocking lookup, as hiredis */
+            res[f] = NULL;
+        for (struct addrinfo *ai = res[f]; ai; ai = ai->ai_next)
+            total++;
+    }
     int fd = -1;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
-        fd = direct_connect_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline);
-    freeaddrinfo(res);
+    size_t tried = 0;
+    for (int f = 0; f < 2 && fd < 0; f++)
+        for (struct addrinfo *ai = res[f]; ai && fd < 0; ai = ai->ai_next, tried++) {
+            uint64_t now = mono_ms();
+            if (now >= deadline)
+                break;
+            uint64_t until = tried + 1 < total ? now + (deadline - now) / (total - tried) : deadline;
+            fd = direct_connect_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, until);
+        }
+    for (int f = 0; f < 2; f++)
+        if (res[f])
+            freeaddrinfo(res[f]);
     return fd;
 }
 
