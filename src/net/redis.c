@@ -639,6 +639,21 @@ fail:
 
 static void direct_close_idle(redis_tier *t);
 
+/* A pooled connection must have nothing to read before it is used: stray bytes (a server
+ * that answered once too often, late) would be taken for the next answer, and an EOF means
+ * the server closed it (a restart). One poll() with no wait. */
+static bool direct_clean(const redisContext *ctx)
+{
+    if (ctx->reader->pos < ctx->reader->len)
+        return false;
+    struct pollfd pfd = {.fd = ctx->fd, .events = POLLIN};
+    int r;
+    do
+        r = poll(&pfd, 1, 0);
+    while (r < 0 && errno == EINTR);
+    return r == 0;
+}
+
 /* A connection back to the pool (or closed: failed, or the tier is closing). */
 static void direct_release(redis_tier *t, direct_conn *dc, bool ok)
 {
@@ -689,6 +704,10 @@ bool redis_direct(redis_tier *t, redis_batch *b)
     redisReply *r[REDIS_MAX_BATCH] = {0};
     bool answered = false;
     for (int attempt = 0; attempt < 2; attempt++) {
+        if (dc->ctx && !direct_clean(dc->ctx)) {
+            redisFree(dc->ctx);
+            dc->ctx = NULL;
+        }
         bool fresh = !dc->ctx;
         if (fresh && !(dc->ctx = direct_open(t, deadline)))
             break;

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TP_MAX_PAIRS 32
 
 typedef struct pair {
     int client, upstream; /* -1: unused (upstream -1 with client set: answered, not relayed) */
+    long long late_at;    /* answered connections: when the late extra is due (0: none) */
 } pair;
 
 struct tcp_proxy {
@@ -28,10 +30,19 @@ struct tcp_proxy {
     bool stop, reset;     /* commands, under mu */
     bool refuse;          /* under mu */
     char *answer;         /* under mu: when set, new connections are answered with it */
+    char *late;           /* under mu: sent late_ms after each answer (NULL: nothing) */
+    int late_ms;
     int reset_done;       /* -1 while a reset is pending; then how many were reset */
     int accepted;
     pair pairs[TP_MAX_PAIRS];
 };
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void pair_close(pair *q, bool rst)
 {
@@ -89,10 +100,38 @@ static bool answer_once(tcp_proxy *p, int client)
         return n < 0 && (errno == EINTR || errno == EAGAIN);
     pthread_mutex_lock(&p->mu);
     char *a = p->answer ? strdup(p->answer) : NULL;
+    bool late = p->late != NULL;
+    int late_ms = p->late_ms;
     pthread_mutex_unlock(&p->mu);
     bool ok = a && send(client, a, strlen(a), MSG_NOSIGNAL) == (ssize_t)strlen(a);
     free(a);
+    for (int i = 0; ok && late && i < TP_MAX_PAIRS; i++)
+        if (p->pairs[i].client == client && !p->pairs[i].late_at)
+            p->pairs[i].late_at = now_ms() + late_ms;
     return ok;
+}
+
+/* Sends the late extras that are due; returns the poll timeout until the next (-1: none). */
+static int send_late(tcp_proxy *p)
+{
+    long long now = now_ms(), next = -1;
+    pthread_mutex_lock(&p->mu);
+    char *late = p->late ? strdup(p->late) : NULL;
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < TP_MAX_PAIRS; i++) {
+        pair *q = &p->pairs[i];
+        if (q->client < 0 || !q->late_at)
+            continue;
+        if (q->late_at <= now) {
+            if (late)
+                (void)!send(q->client, late, strlen(late), MSG_NOSIGNAL);
+            q->late_at = 0;
+        } else if (next < 0 || q->late_at - now < next) {
+            next = q->late_at - now;
+        }
+    }
+    free(late);
+    return (int)next;
 }
 
 static void *run(void *arg)
@@ -111,7 +150,7 @@ static void *run(void *arg)
                 idx[n] = i; /* fd -1 (an answered connection): poll ignores it */
                 fds[n++] = (struct pollfd){.fd = p->pairs[i].upstream, .events = POLLIN};
             }
-        if (poll(fds, (nfds_t)n, -1) < 0) {
+        if (poll(fds, (nfds_t)n, send_late(p)) < 0) {
             if (errno == EINTR)
                 continue;
             break;
@@ -147,7 +186,7 @@ static void *run(void *arg)
                 p->accepted++;
             pthread_mutex_unlock(&p->mu);
             if (c >= 0 && refuse) {
-                pair q = {c, -1};
+                pair q = {c, -1, 0};
                 pair_close(&q, true);
             } else if (c >= 0) {
                 int u = answer ? -1 : connect_upstream(p->upstream_port);
@@ -160,7 +199,7 @@ static void *run(void *arg)
                     if (u >= 0)
                         close(u);
                 } else {
-                    p->pairs[slot] = (pair){c, u};
+                    p->pairs[slot] = (pair){c, u, 0};
                     if (!answer) {
                         pthread_mutex_lock(&p->mu);
                         p->accepted++;
@@ -195,7 +234,7 @@ tcp_proxy *tp_start(int upstream_port)
         return NULL;
     p->upstream_port = upstream_port;
     for (int i = 0; i < TP_MAX_PAIRS; i++)
-        p->pairs[i] = (pair){-1, -1};
+        p->pairs[i] = (pair){-1, -1, 0};
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -243,6 +282,16 @@ void tp_answer(tcp_proxy *p, const char *bytes)
     pthread_mutex_unlock(&p->mu);
 }
 
+void tp_answer_late(tcp_proxy *p, const char *extra, int delay_ms)
+{
+    pthread_mutex_lock(&p->mu);
+    free(p->late);
+    p->late = extra ? strdup(extra) : NULL;
+    p->late_ms = delay_ms;
+    pthread_mutex_unlock(&p->mu);
+    (void)!write(p->wake[1], "l", 1);
+}
+
 void tp_refuse(tcp_proxy *p, int on)
 {
     pthread_mutex_lock(&p->mu);
@@ -278,5 +327,6 @@ void tp_free(tcp_proxy *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->answer);
+    free(p->late);
     free(p);
 }

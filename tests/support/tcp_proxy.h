@@ -24,6 +24,9 @@ int tp_accepted(tcp_proxy *p);
 /** With bytes set (NULL: relay again), new connections are not relayed: whatever a client
  *  sends is answered with bytes (a server that is not Redis, or a hostile one). */
 void tp_answer(tcp_proxy *p, const char *bytes);
+/** In answer mode, each answer is followed delay_ms later by extra (NULL: nothing): a server
+ *  that replies once too often, late, after the client has read what it asked for. */
+void tp_answer_late(tcp_proxy *p, const char *extra, int delay_ms);
 /** With on, every new connection is reset as soon as it is accepted (a server that refuses). */
 void tp_refuse(tcp_proxy *p, int on);
 /** Resets every relayed connection (RST to the client); returns how many, after it is done. */
