@@ -9,6 +9,8 @@
 #include "iamclient.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -658,7 +660,15 @@ static int cmd_watch(int argc, char **argv)
             struct timespec tick = {0, 100 * 1000000};
             if (sigtimedwait(&set, NULL, &tick) > 0)
                 break;
+            /* a reader gone on a quiet channel: the pipe's write end reports an error
+             * before anything is written (a terminal or a file never does) */
+            struct pollfd out = {.fd = STDOUT_FILENO, .events = 0};
+            bool gone = poll(&out, 1, 0) == 1 && (out.revents & POLLERR);
             pthread_mutex_lock(&w.lock);
+            if (gone && !w.broken) {
+                w.broken = true;
+                w.write_errno = EPIPE;
+            }
             bool enough = (r.count && w.heard >= r.count) || w.broken;
             pthread_mutex_unlock(&w.lock);
             if (enough)

@@ -655,6 +655,26 @@ def t_redis_watch_closed_pipe(rs):
             watch.wait()
 
 
+def t_redis_watch_closed_pipe_quiet(rs):
+    """The same on a quiet channel: watch notices its reader has gone without a message to
+    write (the pipe's write end reports the error), within its 100 ms tick."""
+    watch = subprocess.Popen([IAMCTL, "watch", "--redis", rs.url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=base_env())
+    try:
+        first = watch.stdout.readline().decode()
+        check(json.loads(first)["event"] == "subscribed", "first line %r" % first)
+        watch.stdout.close()
+        try:
+            rc = watch.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc == -signal.SIGPIPE, "watch, reader gone on a quiet channel: exit %r" % rc)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+
+
 def t_redis_watch_signals(rs):
     """SIGINT and SIGTERM end watch at once, with exit 0."""
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -776,6 +796,7 @@ def main():
             tests += [("redis_verify_revoke", t_redis_verify_revoke, "redis"),
                       ("redis_watch", t_redis_watch, "redis"),
                       ("redis_watch_closed_pipe", t_redis_watch_closed_pipe, "redis"),
+                      ("redis_watch_closed_pipe_quiet", t_redis_watch_closed_pipe_quiet, "redis"),
                       ("redis_watch_signals", t_redis_watch_signals, "redis"),
                       ("redis_usage", t_redis_usage, "redis")]
         else:
