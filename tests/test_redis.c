@@ -2893,6 +2893,22 @@ static void test_url_wrong_password(void **state)
         assert_status(resolve(a, forged, NULL), IAM_E_BAD_SIGNATURE);
         if (!WAIT_UNTIL(stats(a).redis_errors >= 1, WAIT_MS))
             fail_msg("%s: no redis_errors counted", i ? "no password" : "wrong password");
+        if (i == 1) {
+            /* Without a password the command connection is up (nothing to refuse until a
+             * command), so a blocking call tries the lane, whose PING gets NOAUTH: the caller
+             * is told that Redis answered an error, not that it could not be reached (a user
+             * looking for a network fault would miss the missing password). */
+            if (!WAIT_UNTIL(stats(a).redis_connected, WAIT_MS))
+                fail_msg("no password: the command connection never came up");
+            rs_sleep_ms(300); /* past the lane's backoff from the first call */
+            char *t2 = token("pw-user", NULL);
+            iam_user *u = NULL;
+            iam_error e = {0};
+            assert_status(iam_client_resolve(a, t2, strlen(t2), NULL, &u, &e), IAM_E_UNAVAILABLE);
+            if (!strstr(e.message, "answered an error"))
+                fail_msg("no password: the refusal says '%s'", e.message);
+            free(t2);
+        }
         assert_false(stats(a).redis_subscribed);
         free(forged);
         free(t);

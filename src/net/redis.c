@@ -580,7 +580,8 @@ static bool direct_exchange(redisContext *ctx, char *const *cmd, const size_t *l
 }
 
 /* One formatted command and its reply: OK unless it failed or answered an error. */
-static bool direct_setup(redis_tier *t, redisContext *ctx, uint64_t deadline, int argc, const char **argv)
+static bool direct_setup(redis_tier *t, redisContext *ctx, uint64_t deadline, int argc, const char **argv,
+                         bool *refused)
 {
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
@@ -588,7 +589,10 @@ static bool direct_setup(redis_tier *t, redisContext *ctx, uint64_t deadline, in
         return false;
     size_t l = (size_t)len;
     redisReply *r = NULL;
-    bool ok = direct_exchange(ctx, &cmd, &l, 1, &r, deadline, t->timeout_ms) && r->type != REDIS_REPLY_ERROR;
+    bool answered = direct_exchange(ctx, &cmd, &l, 1, &r, deadline, t->timeout_ms);
+    bool ok = answered && r->type != REDIS_REPLY_ERROR;
+    if (answered && !ok)
+        *refused = true;
     if (r)
         freeReplyObject(r);
     free(cmd);
@@ -596,8 +600,9 @@ static bool direct_setup(redis_tier *t, redisContext *ctx, uint64_t deadline, in
 }
 
 /* A new blocking connection, authenticated, on the right database, and answering (a PING:
- * a server refusing clients says so here, not in the first real reply). */
-static redisContext *direct_open(redis_tier *t, uint64_t deadline)
+ * a server refusing clients says so here, not in the first real reply). *refused: the server
+ * answered one of these with an error (a missing or wrong password: NOAUTH, WRONGPASS). */
+static redisContext *direct_open(redis_tier *t, uint64_t deadline, bool *refused)
 {
     uint64_t now = mono_ms();
     if (now >= deadline)
@@ -623,12 +628,12 @@ static redisContext *direct_open(redis_tier *t, uint64_t deadline)
     const char *auth1[] = {"AUTH", t->url.password};
     const char *select[] = {"SELECT", db};
     const char *ping[] = {"PING"};
-    if (t->url.has_password && !(t->url.user[0] ? direct_setup(t, ctx, deadline, 3, auth2)
-                                                : direct_setup(t, ctx, deadline, 2, auth1)))
+    if (t->url.has_password && !(t->url.user[0] ? direct_setup(t, ctx, deadline, 3, auth2, refused)
+                                                : direct_setup(t, ctx, deadline, 2, auth1, refused)))
         goto fail;
-    if (t->url.db && !direct_setup(t, ctx, deadline, 2, select))
+    if (t->url.db && !direct_setup(t, ctx, deadline, 2, select, refused))
         goto fail;
-    if (!direct_setup(t, ctx, deadline, 1, ping))
+    if (!direct_setup(t, ctx, deadline, 1, ping, refused))
         goto fail;
     return ctx;
 fail:
@@ -702,14 +707,14 @@ bool redis_direct(redis_tier *t, redis_batch *b)
     uint64_t deadline = now + t->timeout_ms;
     b->t = t;
     redisReply *r[REDIS_MAX_BATCH] = {0};
-    bool answered = false;
+    bool answered = false, refused = false;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (dc->ctx && !direct_clean(dc->ctx)) {
             redisFree(dc->ctx);
             dc->ctx = NULL;
         }
         bool fresh = !dc->ctx;
-        if (fresh && !(dc->ctx = direct_open(t, deadline)))
+        if (fresh && !(dc->ctx = direct_open(t, deadline, &refused)))
             break;
         if (direct_exchange(dc->ctx, b->cmd, b->cmd_len, b->n, r, deadline, t->timeout_ms)) {
             answered = true;
@@ -724,6 +729,14 @@ bool redis_direct(redis_tier *t, redis_batch *b)
          * more on a fresh connection, in the time left. Every batch is safe to repeat
          * (GET, EXISTS, SET, DEL, PUBLISH of an invalidation). */
         direct_close_idle(t);
+    }
+    if (refused) {
+        /* The server answered the lane's setup with an error (NOAUTH: a password missing from
+         * the URL): the batch goes through the I/O thread instead, whose connection gets the
+         * same error as a reply, so the caller is told that Redis answered an error rather
+         * than that it could not be reached. The lane backs off meanwhile. */
+        direct_release(t, dc, false);
+        return false;
     }
     bool ok = answered;
     for (size_t i = 0; ok && i < b->n; i++) {
