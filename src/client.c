@@ -1596,12 +1596,27 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
             if (user)
                 iam_user_release(user);
             user = NULL;
-            st = iam_fail(&err, IAM_E_UNAVAILABLE, "%s",
-                          !ok ? (p->lookup ? "the shared cache did not answer in time (or could not be reached)"
-                                           : "revocation could not be checked (Redis did not answer in "
-                                             "time or could not be reached; the policy fails closed)")
-                              : "revocation could not be checked (Redis answered an error; the policy "
-                                "fails closed)");
+            /* Redis's own words for an error reply (NOAUTH, WRONGPASS, a renamed command):
+             * its first line, printable ASCII, bounded; they carry no token or secret */
+            char said[64] = "";
+            const redis_value *e = ok && n > ei && v[ei].type == REDIS_REPLY_ERROR ? &v[ei] : NULL;
+            for (size_t i = 0, j = 0; e && e->str && i < e->len && j + 1 < sizeof said; i++) {
+                unsigned char ch = (unsigned char)e->str[i];
+                if (ch == '\r' || ch == '\n')
+                    break;
+                said[j++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+                said[j] = 0;
+            }
+            if (!ok)
+                st = iam_fail(&err, IAM_E_UNAVAILABLE, "%s",
+                              p->lookup ? "the shared cache did not answer in time (or could not be reached)"
+                                        : "revocation could not be checked (Redis did not answer in "
+                                          "time or could not be reached; the policy fails closed)");
+            else
+                st = iam_fail(&err, IAM_E_UNAVAILABLE,
+                              "revocation could not be checked (Redis answered an error%s%s; the policy "
+                              "fails closed)",
+                              said[0] ? ": " : "", said);
         }
     } else if (p->has_jti && v[ei].integer > 0) {
         if (user)
