@@ -479,8 +479,10 @@ IAM_EXTERN void iam_client_options_init(iam_client_options *o);
 /**
  * Overlays settings from the environment: IAM_MODE (local-first|central|local-only),
  * IAM_JWT_SECRET, IAM_JWKS_FILE, IAM_PEM_FILE, IAM_AUDIENCE, IAM_ISSUER, IAM_LEEWAY_S,
- * IAM_AUTH_URL, IAM_JWKS_URL, IAM_AUTH_TIMEOUT_MS, IAM_REDIS_URL, IAM_CACHE_ENTRIES, IAM_CACHE_BYTES,
- * IAM_CACHE_TTL_S, IAM_NEGATIVE_TTL_S. Strings point into the environment (keep it
+ * IAM_AUTH_URL, IAM_JWKS_URL, IAM_AUTH_TIMEOUT_MS, IAM_REDIS_URL, IAM_CACHE_SECRET,
+ * IAM_REDIS_TIMEOUT_MS, IAM_REDIS_STALE_S, IAM_REDIS_DIRECT_MAX, IAM_REVOCATION_FAIL_OPEN,
+ * IAM_CACHE_ENTRIES, IAM_CACHE_BYTES, IAM_CACHE_TTL_S, IAM_NEGATIVE_TTL_S (the README's
+ * configuration table gives each one's range). Strings point into the environment (keep it
  * unchanged until iam_client_new returns). A malformed value is IAM_E_CONFIG naming the
  * variable (never echoing its value).
  */

@@ -2,8 +2,9 @@
 """
 authsvc.py -- a test stand-in for the platform's central auth service (omnibioai-auth).
 
-It speaks the wire contract of ../../../shared/CONTRACT.md ("Central auth service",
-"Access tokens", "Redis conventions") and is written independently of the C library:
+It speaks the wire contract of docs/platform/CONTRACT.md (a copy of the platform's
+shared/CONTRACT.md: "Central auth service", "Access tokens", "Redis conventions") and is
+written independently of the C library:
 tokens are signed here by hand (hmac / cryptography) and checked with PyJWT, so what the
 library's tests get from it is an outside opinion, not the library grading itself.
 
