@@ -635,6 +635,9 @@ static void on_watch_event(void *arg, const iam_invalidation *m)
     }
 }
 
+/* How long watch waits for its subscription before saying it has none. */
+#define WATCH_WARN_S 3
+
 static int cmd_watch(int argc, char **argv)
 {
     redis_cmd_opts r;
@@ -656,10 +659,31 @@ static int cmd_watch(int argc, char **argv)
     if (st != IAM_OK) {
         rc = report_rejection(st, &e);
     } else {
+        /* A mistyped URL must not look like a quiet channel: once, after a few seconds
+         * without a subscription, say so on stderr (without the URL: it may hold a
+         * password), and go on trying. */
+        struct timespec started;
+        clock_gettime(CLOCK_MONOTONIC, &started);
+        bool warned = false;
         for (;;) {
             struct timespec tick = {0, 100 * 1000000};
             if (sigtimedwait(&set, NULL, &tick) > 0)
                 break;
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (!warned && now.tv_sec - started.tv_sec >= WATCH_WARN_S) {
+                iam_client_stats s;
+                iam_client_stats_get(c, &s);
+                if (!s.redis_subscribed) {
+                    fprintf(stderr, "iamctl watch: not subscribed after %d s: %s; still trying\n",
+                            WATCH_WARN_S,
+                            s.redis_connected ? "the server does not confirm SUBSCRIBE (not Redis, or a "
+                                                "password missing from the URL?)"
+                                              : "Redis cannot be reached at the URL's address");
+                    fflush(stderr);
+                }
+                warned = true;
+            }
             /* a reader gone on a quiet channel: the pipe's write end reports an error
              * before anything is written (a terminal or a file never does) */
             struct pollfd out = {.fd = STDOUT_FILENO, .events = 0};

@@ -675,6 +675,27 @@ def t_redis_watch_closed_pipe_quiet(rs):
             watch.wait()
 
 
+def t_redis_watch_unreachable(rs):
+    """A mistyped URL does not look like a quiet channel: watch says on stderr that it is not
+    subscribed (without the URL, which may hold a password) and goes on trying."""
+    watch = subprocess.Popen([IAMCTL, "watch", "--redis", "redis://:pw-s3cret@127.0.0.1:1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env())
+    try:
+        time.sleep(4.5)
+        check(watch.poll() is None, "watch gave up on an unreachable Redis")
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=5)
+        err = err.decode()
+        check("not subscribed after 3 s" in err and "cannot be reached" in err,
+              "no word of the missing subscription: %r" % err)
+        check("pw-s3cret" not in err and "127.0.0.1:1" not in err, "the URL was echoed: %r" % err)
+        check(out == b"", "watch printed %r" % out)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+
+
 def t_redis_watch_signals(rs):
     """SIGINT and SIGTERM end watch at once, with exit 0."""
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -798,6 +819,7 @@ def main():
                       ("redis_watch_closed_pipe", t_redis_watch_closed_pipe, "redis"),
                       ("redis_watch_closed_pipe_quiet", t_redis_watch_closed_pipe_quiet, "redis"),
                       ("redis_watch_signals", t_redis_watch_signals, "redis"),
+                      ("redis_watch_unreachable", t_redis_watch_unreachable, "redis"),
                       ("redis_usage", t_redis_usage, "redis")]
         else:
             print("FAIL redis: redis-server is not installed (scripts/install-deps.sh installs it)")
