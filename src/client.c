@@ -1539,6 +1539,21 @@ static void pending_finish(pending *p, iam_status st, iam_user *user, iam_error 
 
 static void pending_advance(pending *p);
 static void pending_advance_task(void *arg);
+/* Redis's own words for an error reply (NOAUTH, WRONGPASS, a renamed command), for a
+ * refusal's message: its first line, printable ASCII, at most cap - 1 bytes; "" for anything
+ * but an error reply. They carry no token or secret. */
+static void redis_error_words(const redis_value *e, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; e && e->type == REDIS_REPLY_ERROR && e->str && i < e->len && j + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)e->str[i];
+        if (ch == '\r' || ch == '\n')
+            break;
+        out[j++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    out[j] = 0;
+}
+
 static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n);
 
 typedef enum check_result { CHECK_NONE, CHECK_SUBMITTED, CHECK_FAILED } check_result;
@@ -1596,17 +1611,8 @@ static void on_pending_done(void *arg, bool ok, const redis_value *v, size_t n)
             if (user)
                 iam_user_release(user);
             user = NULL;
-            /* Redis's own words for an error reply (NOAUTH, WRONGPASS, a renamed command):
-             * its first line, printable ASCII, bounded; they carry no token or secret */
-            char said[64] = "";
-            const redis_value *e = ok && n > ei && v[ei].type == REDIS_REPLY_ERROR ? &v[ei] : NULL;
-            for (size_t i = 0, j = 0; e && e->str && i < e->len && j + 1 < sizeof said; i++) {
-                unsigned char ch = (unsigned char)e->str[i];
-                if (ch == '\r' || ch == '\n')
-                    break;
-                said[j++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-                said[j] = 0;
-            }
+            char said[64];
+            redis_error_words(ok && n > ei ? &v[ei] : NULL, said, sizeof said);
             if (!ok)
                 st = iam_fail(&err, IAM_E_UNAVAILABLE, "%s",
                               p->lookup ? "the shared cache did not answer in time (or could not be reached)"

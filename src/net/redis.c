@@ -507,12 +507,9 @@ static bool direct_send(int fd, char *const *cmd, const size_t *len, size_t n, u
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            uint64_t now = mono_ms();
             /* a blocking socket whose send timeout is the tier's timeout: EAGAIN is that
              * timeout (or a full buffer); wait for room in the time left */
-            if ((errno != EAGAIN && errno != EWOULDBLOCK) || now >= deadline)
-                return false;
-            if (!direct_wait(fd, POLLOUT, deadline))
+            if ((errno != EAGAIN && errno != EWOULDBLOCK) || !direct_wait(fd, POLLOUT, deadline))
                 return false;
             continue;
         }

@@ -1,5 +1,6 @@
 /* tcp_proxy.c — see tcp_proxy.h. */
 #include "tcp_proxy.h"
+#include "redis_server.h" /* rs_mono_ms */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define TP_MAX_PAIRS 32
@@ -36,13 +36,6 @@ struct tcp_proxy {
     int accepted;
     pair pairs[TP_MAX_PAIRS];
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void pair_close(pair *q, bool rst)
 {
@@ -107,14 +100,14 @@ static bool answer_once(tcp_proxy *p, int client)
     free(a);
     for (int i = 0; ok && late && i < TP_MAX_PAIRS; i++)
         if (p->pairs[i].client == client && !p->pairs[i].late_at)
-            p->pairs[i].late_at = now_ms() + late_ms;
+            p->pairs[i].late_at = rs_mono_ms() + late_ms;
     return ok;
 }
 
 /* Sends the late extras that are due; returns the poll timeout until the next (-1: none). */
 static int send_late(tcp_proxy *p)
 {
-    long long now = now_ms(), next = -1;
+    long long now = rs_mono_ms(), next = -1;
     pthread_mutex_lock(&p->mu);
     char *late = p->late ? strdup(p->late) : NULL;
     pthread_mutex_unlock(&p->mu);
